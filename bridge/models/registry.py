@@ -53,7 +53,15 @@ def model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, **kwargs) -> ZooModel:
-    """Build a registered model, e.g. ``create_model("resnet20", skip=False, num_classes=4)``."""
+    """Build a registered model, e.g. ``create_model("resnet20", skip=False, num_classes=4)``.
+
+    ``timm:<name>`` builds any timm model behind the same interface (``pretrained``, ``pretrained_file``
+    as in :func:`bridge.models.timm_compat.create_timm_model`).
+    """
+    if name.startswith("timm:"):
+        from bridge.models.timm_compat import create_timm_model  # timm_compat imports this module
+
+        return create_timm_model(name.removeprefix("timm:"), **kwargs)
     info = model_info(name)
     try:
         return info.builder(**kwargs)

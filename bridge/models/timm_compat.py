@@ -7,6 +7,7 @@ one way to import and the other way to export. AlexNet and VGG use torchvision's
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bridge.models.base import ZooModel
+from bridge.models.base import EncoderOutput, ZooModel
 from bridge.models.registry import model_info
 from bridge.models.resnet import ResNet
 from bridge.models.vit import VisionTransformer
@@ -170,3 +171,68 @@ def create_twin(name: str, **kwargs) -> nn.Module:
     import torchvision.models
 
     return getattr(torchvision.models, twin_name)(weights=None, **kwargs)
+
+
+class TimmModel(ZooModel):
+    """Any ``timm`` model behind the zoo's interface (``encode`` included), for ``timm:<name>``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        cfg = getattr(model, "pretrained_cfg", {})
+        self.num_classes, self.num_features = model.num_classes, model.num_features
+        self.in_chans = _first_conv_in_chans(model)
+        self.head_name = "model." + cfg.get("classifier", "head")
+        self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 0)
+        self.mean, self.std = cfg.get("mean"), cfg.get("std")
+        if cfg.get("fixed_input_size"):
+            self.fixed_input_size = tuple(cfg["input_size"][-2:])
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.model.forward_features(x)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.model.forward_head(features, pre_logits=pre_logits)
+
+    def encode(self, x: Tensor) -> EncoderOutput:
+        features = self.forward_features(x)
+        pooled = self.model.forward_head(features, pre_logits=True)
+        if features.ndim == 4:  # CNN: (B, C, H, W) -> (B, H*W, C)
+            return EncoderOutput(features.flatten(2).transpose(1, 2), pooled)
+        return EncoderOutput(features[:, self.num_prefix_tokens :], pooled)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.model.reset_classifier(num_classes)
+        self.num_classes = num_classes
+
+
+def _first_conv_in_chans(model: nn.Module) -> int:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def create_timm_model(name: str, pretrained: bool = False, pretrained_file: str | None = None, **kwargs) -> TimmModel:
+    """``timm.create_model`` with weights from, in order: ``pretrained_file``, the local Hugging Face
+    cache (also with ``HF_HUB_OFFLINE=1``), the hub when online. Nothing is fetched unless ``pretrained``."""
+    import timm
+
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise KeyError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if pretrained_file is not None:
+        if not Path(pretrained_file).is_file():
+            raise FileNotFoundError(f"pretrained_file {pretrained_file} does not exist")
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+    try:
+        model = timm.create_model(name, pretrained=pretrained or pretrained_file is not None, **kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        if not pretrained or pretrained_file is not None:
+            raise
+        raise FileNotFoundError(
+            f"no pretrained weights for timm:{name} could be found ({type(err).__name__}: {err}). Give them one of "
+            "three ways: (1) pretrained_file=/path/to/weights.safetensors, (2) the local Hugging Face cache "
+            "(download once online, then HF_HUB_OFFLINE=1 reads it; HF_HOME sets where), (3) go online so timm can "
+            "fetch them from the hub."
+        ) from None
+    return TimmModel(model)

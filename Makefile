@@ -1,0 +1,27 @@
+# `make demo` runs the main job and `make test` the test suite; each first sets up .venv if needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m bridge zoo list
+
+test: install
+	$(PY) -m pytest -n 2 --durations=10
+
+bench: install
+	$(PY) benchmarks/zoo_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs wandb lightning_logs

@@ -1,0 +1,1 @@
+"""Looking inside models: layer tables, MACs, receptive fields, gradient flow."""

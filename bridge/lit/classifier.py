@@ -1,0 +1,194 @@
+"""ImageClassifier: one LightningModule around any zoo or timm model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from bridge.models import create_model, import_weights
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops before a bad checkpoint can be written."""
+
+
+def default_optimizer(params) -> torch.optim.Optimizer:
+    """SGD with momentum, the ResNet paper's optimiser (lr 0.1, momentum 0.9, weight decay 1e-4)."""
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+
+class ImageClassifier(L.LightningModule):
+    """Train any ``bridge.create_model`` name (``resnet20``) or ``timm:<name>`` on image classification.
+
+    ``optimizer`` comes from the config (``class_path: torch.optim.AdamW``...). The schedule is stepped per
+    iteration: optional linear warm-up, then constant, cosine to zero, or multistep (``milestones`` in
+    iterations, as in the ResNet paper). ``backbone_lr_scale`` multiplies the learning rate of everything but
+    the classifier; ``freeze_bn`` keeps BatchNorm statistics and affine weights fixed (small-batch fine-tuning).
+    """
+
+    def __init__(
+        self,
+        model: str = "resnet20",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        model_kwargs: dict | None = None,
+        pretrained: bool = False,
+        pretrained_file: str | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_schedule: Literal["constant", "cosine", "multistep"] = "cosine",
+        milestones: list[int] | None = None,
+        gamma: float = 0.1,
+        warmup_steps: int = 0,
+        label_smoothing: float = 0.0,
+        backbone_lr_scale: float = 1.0,
+        freeze_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer_factory = optimizer
+        self.model = build_model(model, num_classes, in_chans, model_kwargs or {}, pretrained, pretrained_file)
+        top_k = min(5, num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, average="micro") for stage in ("val", "test")}
+        )
+        self.val_acc_topk = nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, top_k=top_k, average="micro") for stage in ("val", "test")}
+        )
+
+    @property
+    def mean(self) -> tuple[float, ...] | None:
+        """Normalisation the model was pretrained with (timm's pretrained_cfg), or None for the data default."""
+        return getattr(self.model, "mean", None)
+
+    @property
+    def std(self) -> tuple[float, ...] | None:
+        return getattr(self.model, "std", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # -- parameter groups -------------------------------------------------------------------------------
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.get_submodule(self.model.head_name).parameters())
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        head = {id(p) for p in self.head_parameters()}
+        return [p for p in self.model.parameters() if id(p) not in head]
+
+    def configure_optimizers(self):
+        groups = [{"params": self.backbone_parameters()}, {"params": self.head_parameters()}]
+        optimizer = self.optimizer_factory(groups)
+        optimizer.param_groups[0]["lr"] *= self.hparams.backbone_lr_scale
+        scheduler = build_schedule(
+            optimizer,
+            self.hparams.lr_schedule,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            warmup_steps=self.hparams.warmup_steps,
+            milestones=self.hparams.milestones or [],
+            gamma=self.hparams.gamma,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- steps --------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None)
+        if data_classes is not None and data_classes > self.hparams.num_classes:
+            raise ValueError(
+                f"the data has {data_classes} classes but the model was built for num_classes="
+                f"{self.hparams.num_classes}; set model.num_classes: {data_classes}"
+            )
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "stopping before a checkpoint is written, so the last checkpoint holds the last good weights. "
+                "Lower the learning rate, add warm-up (warmup_steps) or clip gradients (trainer.gradient_clip_val)."
+            )
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_eval(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_eval(batch, "test")
+
+    def _shared_eval(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.val_acc[stage](logits, labels)
+        self.val_acc_topk[stage](logits, labels)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), sync_dist=True)
+        self.log(f"{stage}/acc", self.val_acc[stage], prog_bar=True)
+        self.log(f"{stage}/acc_top{self.val_acc_topk[stage].top_k}", self.val_acc_topk[stage])
+
+    def predict_step(self, batch, batch_idx: int) -> Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).softmax(dim=-1)
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning keeps each module's train/eval mode across validation, so once per epoch is enough.
+        if self.hparams.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+                    module.requires_grad_(False)
+
+
+def build_model(
+    name: str, num_classes: int, in_chans: int, kwargs: dict, pretrained: bool, pretrained_file: str | None
+) -> nn.Module:
+    """A zoo or timm model; pretrained weights for zoo models come from ``pretrained_file`` via import_weights."""
+    if name.startswith("timm:"):
+        return create_model(
+            name, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained,
+            pretrained_file=pretrained_file, **kwargs,
+        )  # fmt: skip
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained_file is not None:
+        import_weights(model, pretrained_file, drop_head=True)
+    elif pretrained:
+        raise ValueError(
+            f"bridge's own {name} has no published weights; pass pretrained_file= (a bridge, timm or torchvision "
+            f"checkpoint) or use model: timm:{name}"
+        )
+    return model
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer,
+    kind: str,
+    total_steps: int,
+    warmup_steps: int = 0,
+    milestones: list[int] | tuple[int, ...] = (),
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-iteration schedule from torch's own schedulers: linear warm-up, then constant/cosine/multistep."""
+    sched = torch.optim.lr_scheduler
+    after = max(1, total_steps - warmup_steps)
+    if kind == "constant":
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif kind == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=after)
+    elif kind == "multistep":
+        main = sched.MultiStepLR(optimizer, milestones=[m - warmup_steps for m in milestones], gamma=gamma)
+    else:
+        raise ValueError(f"lr_schedule must be constant, cosine or multistep, got {kind!r}")
+    if warmup_steps <= 0:
+        return main
+    warmup = sched.LinearLR(optimizer, start_factor=0.1, total_iters=warmup_steps)
+    return sched.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])

@@ -80,7 +80,6 @@ def randomize_(module: nn.Module, seed: int = 0, calibrate: torch.Tensor | None 
             t.uniform_(-bound, bound, generator=g)
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if calibrate is not None and norms:
-        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()

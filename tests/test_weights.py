@@ -241,3 +241,22 @@ def test_vit_resampled_like_timm(patch_size, vit_tiny_file):
         expected, actual = reference(x), ours(x)
     assert torch.isfinite(expected).all()
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG bridge/models/timm_compat.py _resample_vit_embeddings: pos_embed is resampled only when its "
+    "shape differs; a 28x7 grid has the 14x14 grid's 196 tokens, so the 14x14 table is used unresampled "
+    "(timm compares the source grid with model.patch_embed.grid_size and resamples)",
+)
+def test_vit_resampled_like_timm_same_token_count_other_grid(vit_tiny_file):
+    """img_size (448, 112): a 28x7 grid of 196 patches, as many as the 14x14 grid the weights were made for."""
+    reference = timm.create_model(
+        "vit_tiny_patch16_224", img_size=(448, 112), pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(vit_tiny_file)),
+    ).eval()
+    ours = import_weights(create_model("vit_tiny_patch16_224", img_size=(448, 112)).eval(), vit_tiny_file)
+    assert ours.patch_embed.grid_size == (28, 7)
+    x = torch.randn(1, 3, 448, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)

@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from bridge.lit.callbacks import LogBestCheckpoint
+from bridge.lit.callbacks import LastCheckpoint, LogCheckpointPaths
 
 CHECKPOINT_EVERY_N_STEPS = 100  # "last.ckpt" during an epoch too, so a killed run loses at most this many steps
 
@@ -33,6 +33,14 @@ def wandb_offline() -> bool:
         return True
 
 
+class SaveAndLogConfig(SaveConfigCallback):
+    """config.yaml in the run directory, and the whole resolved config (optimizer included) in W&B."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": self.config.as_dict()})
+
+
 class BridgeCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
@@ -42,6 +50,7 @@ class BridgeCLI(LightningCLI):
             subclass_mode_data=True,
             args=args,
             run=run,
+            save_config_callback=SaveAndLogConfig,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
@@ -72,20 +81,12 @@ class BridgeCLI(LightningCLI):
         existing = list(config.get("callbacks") or []) + callbacks
         if not any(isinstance(cb, ModelCheckpoint) for cb in existing):
             monitor, mode = getattr(self.model, "monitor", ("val/acc", "max"))
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=root / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True
-                )
-            )
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=root / "checkpoints", save_top_k=0, save_last=True,
-                    every_n_train_steps=config_root.get("checkpoint_every_n_steps") or CHECKPOINT_EVERY_N_STEPS,
-                )  # fmt: skip
-            )
+            every = config_root.get("checkpoint_every_n_steps") or CHECKPOINT_EVERY_N_STEPS
+            callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", filename="best", monitor=monitor, mode=mode))
+            callbacks.append(LastCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=every))
         if config["logger"] and not any(isinstance(cb, LearningRateMonitor) for cb in existing):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
-        callbacks.append(LogBestCheckpoint())
+        callbacks.append(LogCheckpointPaths())
         return super()._instantiate_trainer(config, callbacks)
 
 

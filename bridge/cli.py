@@ -66,6 +66,93 @@ def zoo_summary(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def analyze_gradient_flow(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from bridge.analysis.gradient_flow import gradient_flow
+    from bridge.analysis.plots import plot_gradient_flow
+    from bridge.data import ImageDataModule
+    from bridge.models import create_model_for_input
+
+    data = ImageDataModule(args.data, batch_size=args.batch_size, seed=args.seed)
+    data.prepare_data()
+    data.setup("fit")
+    input_size = (data.in_chans, data.image_size, data.image_size)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name in args.models:
+        for label, kwargs in ((name, {}), (f"{name} (noskip)", {"skip": False})):
+            torch.manual_seed(args.seed)  # every model starts alike and sees the same batches in the same order
+            model = create_model_for_input(name, input_size, data.num_classes, **kwargs)
+            if kwargs and (not args.twins or not any(getattr(m, "skip", False) for m in model.modules())):
+                continue  # twins only on request, and only of models that have skips to remove
+            Console().print(f"[bold]{label}[/]: {args.steps} SGD steps on {args.data}")
+            results[label] = gradient_flow(model, data.train_dataloader(), steps=args.steps, lr=args.lr)
+
+    out = Path(args.out)
+    figure = plot_gradient_flow(results, out / "gradient_flow.png")
+    rows = []
+    for label, phases in results.items():
+        for phase, norms in phases.items():
+            values = list(norms.values())
+            ratio = values[0] / values[-1] if values[-1] else float("inf")
+            rows.append([label, phase, len(values), f"{values[0]:.3g}", f"{values[len(values) // 2]:.3g}",
+                         f"{values[-1]:.3g}", f"{ratio:.3g}"])  # fmt: skip
+    table = markdown_table(["model", "when", "blocks", "first block", "middle", "last block", "first/last"], rows)
+    (out / "gradient_flow.md").write_text(table)
+    print(table)
+    print(f"figure: {figure}")
+
+
+def analyze_receptive_field(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from bridge.analysis.plots import plot_receptive_field
+    from bridge.analysis.receptive_field import (
+        compare_stacks,
+        gradient_map,
+        measured_size,
+        sequential_receptive_field,
+    )
+    from bridge.models import create_model, model_info
+
+    rows = [
+        [f"{r.layers} x {r.kernel}x{r.kernel}", f"{r.receptive_field}x{r.receptive_field}", f"{r.stacked_weights:,}",
+         f"{r.single_weights:,}", f"{r.stacked_weights / r.single_weights:.2f}"]
+        for r in compare_stacks(args.max_layers, 3, args.channels)
+    ]  # fmt: skip
+    header = ["stack", "receptive field", f"weights, stacked (C={args.channels})", "weights, one conv", "ratio"]
+    table = markdown_table(header, rows)
+    print(table)
+
+    torch.manual_seed(0)
+    model = create_model(args.model)
+    input_size = tuple(args.input_size) if args.input_size else model_info(args.model).input_size
+    grad = gradient_map(model, args.layer, input_size, samples=args.samples)
+    try:
+        analytic: int | None = sequential_receptive_field(model, args.layer)
+    except KeyError:
+        analytic = None
+    measured = measured_size(grad)
+    line = f"{args.model} {args.layer}: measured {measured}x{measured}"
+    line += f", analytic {analytic}x{analytic}" if analytic is not None else ""
+    print(line)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "receptive_field.md").write_text(table + "\n" + line + "\n")
+    figure = plot_receptive_field(grad, analytic, line, out / f"receptive_field_{args.model}_{args.layer}.png")
+    print(f"figure: {figure}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bridge", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
@@ -82,6 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default: the model's own")
     p.add_argument("--depth", default="2", help="module depth to expand (1, 2, ...) or 'block' for residual blocks")
     p.set_defaults(func=zoo_summary)
+
+    analyze = commands.add_parser("analyze", help="look inside: gradient flow, receptive fields")
+    analyze_commands = analyze.add_subparsers(dest="analyze_command", metavar="<analysis>", required=True)
+    p = analyze_commands.add_parser("gradient-flow", help="per-block gradient norms, plain vs residual")
+    p.add_argument("models", nargs="*", default=["plain20", "resnet20", "plain56", "resnet56"])
+    p.add_argument("--twins", action="store_true", help="also build each model with skip=False")
+    p.add_argument("--data", default="digits", help="digits, shapes, hf:<id>, imagefolder:<dir>")
+    p.add_argument("--steps", type=int, default=50, help="SGD steps between the two readings")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/analysis")
+    p.set_defaults(func=analyze_gradient_flow)
+    p = analyze_commands.add_parser("receptive-field", help="stacked 3x3 vs one big conv; a layer's field measured")
+    p.add_argument("--model", default="vgg16")
+    p.add_argument("--layer", default="features.16", help="a layer name from `zoo summary` (default: vgg16 pool3)")
+    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default 3x224x224")
+    p.add_argument("--samples", type=int, default=8, help="random inputs averaged")
+    p.add_argument("--max-layers", type=int, default=4)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--out", default="runs/analysis")
+    p.set_defaults(func=analyze_receptive_field)
     return parser
 
 

@@ -243,12 +243,6 @@ def test_vit_resampled_like_timm(patch_size, vit_tiny_file):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG bridge/models/timm_compat.py _resample_vit_embeddings: pos_embed is resampled only when its "
-    "shape differs; a 28x7 grid has the 14x14 grid's 196 tokens, so the 14x14 table is used unresampled "
-    "(timm compares the source grid with model.patch_embed.grid_size and resamples)",
-)
 def test_vit_resampled_like_timm_same_token_count_other_grid(vit_tiny_file):
     """img_size (448, 112): a 28x7 grid of 196 patches, as many as the 14x14 grid the weights were made for."""
     reference = timm.create_model(
@@ -260,3 +254,12 @@ def test_vit_resampled_like_timm_same_token_count_other_grid(vit_tiny_file):
     x = torch.randn(1, 3, 448, 112)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_weights_load_from_an_image_classifier_checkpoint(tmp_path, helpers):
+    """A training run's checkpoint keeps the network under ``model.``; import_weights finds it there."""
+    source = helpers.randomize_(create_model("resnet20"))
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    ours = import_weights(create_model("resnet20"), tmp_path / "last.ckpt")
+    assert torch.equal(ours.layer3[2].branch.conv2.weight, source.layer3[2].branch.conv2.weight)

@@ -82,3 +82,11 @@ def _accepted_kwargs(builder: Callable[..., ZooModel]) -> list[str]:
     if isinstance(model_cls, type):
         names += [n for n in inspect.signature(model_cls).parameters if n != "self" and n not in names]
     return names
+
+
+def create_model_for_input(name: str, input_size: tuple[int, int, int], num_classes: int, **kwargs) -> ZooModel:
+    """``create_model`` sized for ``(C, H, W)`` images: a ViT gets ``img_size`` and 8x8 patch tokens."""
+    family = "timm" if name.startswith("timm:") else model_info(name).family
+    if family == "vit":
+        kwargs = {"img_size": input_size[1], "patch_size": max(1, input_size[1] // 8), **kwargs}
+    return create_model(name, in_chans=input_size[0], num_classes=num_classes, **kwargs)

@@ -98,8 +98,11 @@ def import_weights(model: ZooModel, source, drop_head: bool = False) -> ZooModel
     theirs = read_state_dict(source)
     ours = model.state_dict()
     to_ours = _renamer([(t, o) for o, t in _rules(model)])
-    renamed = {to_ours(k): v for k, v in theirs.items()}
-    state = max((theirs, renamed), key=lambda sd: len(sd.keys() & ours.keys()))
+    # Our own names, timm's/torchvision's, or either inside an ImageClassifier checkpoint ("model." prefix):
+    # take the reading that matches the most of the model's keys.
+    unwrapped = {k.removeprefix("model."): v for k, v in theirs.items() if k.startswith("model.")}
+    candidates = [sd for base in (theirs, unwrapped) for sd in (base, {to_ours(k): v for k, v in base.items()})]
+    state = max(candidates, key=lambda sd: len(sd.keys() & ours.keys()))
     if isinstance(model, VisionTransformer):
         state = _resample_vit_embeddings(model, state)
     if drop_head:
@@ -123,14 +126,24 @@ def _resample_vit_embeddings(model: VisionTransformer, state: dict[str, Tensor])
 
     state = dict(state)
     weight = state.get("patch_embed.proj.weight")
+    pos = state.get("pos_embed")
+    grid = list(model.patch_embed.grid_size)
+    if pos is not None:
+        # The checkpoint's grid, as timm infers it: the twins' 224-pixel input over the checkpoint's patch
+        # size, when that accounts for every token (else a square grid is assumed). A 28x7 grid has the same
+        # 196 tokens as 14x14 and must still be resampled.
+        old = None
+        if weight is not None and weight.ndim == 4:
+            candidate = [224 // weight.shape[-2], 224 // weight.shape[-1]]
+            if candidate[0] * candidate[1] == pos.shape[1] - model.num_prefix_tokens:
+                old = candidate
+        if pos.shape != model.pos_embed.shape or (old is not None and old != grid):
+            state["pos_embed"] = resample_abs_pos_embed(
+                pos, new_size=grid, old_size=old, num_prefix_tokens=model.num_prefix_tokens
+            )
     kernel = model.patch_embed.proj.weight.shape[-2:]
     if weight is not None and weight.ndim == 4 and weight.shape[-2:] != kernel:
         state["patch_embed.proj.weight"] = resample_patch_embed(weight, list(kernel))
-    pos = state.get("pos_embed")
-    if pos is not None and pos.shape != model.pos_embed.shape:
-        state["pos_embed"] = resample_abs_pos_embed(
-            pos, new_size=list(model.patch_embed.grid_size), num_prefix_tokens=model.num_prefix_tokens
-        )
     return state
 
 

@@ -88,11 +88,10 @@ def analyze_gradient_flow(args: argparse.Namespace) -> None:
     input_size = (data.in_chans, data.image_size, data.image_size)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.models:
-        for label, kwargs in ((name, {}), (f"{name} (noskip)", {"skip": False})):
+        twin = args.twins and not name.startswith("plain")  # a plain net is its own no-skip twin
+        for label, kwargs in [(name, {})] + ([(f"{name} (noskip)", {"skip": False})] if twin else []):
             torch.manual_seed(args.seed)  # every model starts alike and sees the same batches in the same order
             model = create_model_for_input(name, input_size, data.num_classes, **kwargs)
-            if kwargs and (not args.twins or not any(getattr(m, "skip", False) for m in model.modules())):
-                continue  # twins only on request, and only of models that have skips to remove
             Console().print(f"[bold]{label}[/]: {args.steps} SGD steps on {args.data}")
             results[label] = gradient_flow(model, data.train_dataloader(), steps=args.steps, lr=args.lr)
 

@@ -152,11 +152,39 @@ def analyze_receptive_field(args: argparse.Namespace) -> None:
     print(f"figure: {figure}")
 
 
+def analyze_bottleneck(args: argparse.Namespace) -> None:
+    """ResNet-50's 1x1-3x3-1x1 block against two 3x3 convolutions on the same 4*width-channel tensor."""
+    import torch
+
+    from bridge.analysis.summary import count_macs
+    from bridge.models.resnet import BasicBlock, Bottleneck
+
+    channels = 4 * args.width
+    x = torch.empty(1, channels, args.size, args.size, device="meta")
+    rows = []
+    with torch.device("meta"):
+        blocks = {
+            f"bottleneck 1x1 {args.width} -> 3x3 {args.width} -> 1x1 {channels}": Bottleneck(channels, args.width),
+            f"basic 3x3 {channels} -> 3x3 {channels}": BasicBlock(channels, channels),
+        }
+    for name, block in blocks.items():
+        params = sum(p.numel() for p in block.parameters() if p.ndim == 4)  # convolution weights
+        rows.append([name, params, count_macs(block, x)])
+    (_, p1, m1), (_, p2, m2) = rows
+    table = markdown_table(
+        ["block", "conv weights", f"MACs at {args.size}x{args.size}"],
+        [[n, f"{p:,}", human(m)] for n, p, m in rows],
+    )
+    print(table)
+    print(f"the bottleneck needs {p2 / p1:.1f}x fewer weights and {m2 / m1:.1f}x fewer MACs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bridge", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name in LIGHTNING_COMMANDS:  # listed for --help; main() hands them to LightningCLI
         commands.add_parser(name, help=f"LightningCLI {name}: --config configs/<file>.yaml, any key overridable")
+    commands.add_parser("run", help=f"a recipe from recipes/: {', '.join(RECIPES)} (run <recipe> --help)")
 
     zoo = commands.add_parser("zoo", help="the model zoo: list models, summarise one layer by layer")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="<zoo command>", required=True)
@@ -190,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--out", default="runs/analysis")
     p.set_defaults(func=analyze_receptive_field)
+    p = analyze_commands.add_parser("bottleneck", help="1x1-3x3-1x1 against two 3x3 convs: weights and MACs")
+    p.add_argument("--width", type=int, default=64, help="the bottleneck's inner width (block I/O is 4x)")
+    p.add_argument("--size", type=int, default=56, help="feature map side for the MAC count")
+    p.set_defaults(func=analyze_bottleneck)
     return parser
 
 
@@ -209,10 +241,24 @@ def lightning(argv: list[str]) -> None:
         raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
 
 
+RECIPES = ("degradation", "shortcuts")
+
+
+def run_recipe(argv: list[str]) -> None:
+    """``run <recipe> [options]``: the recipe module in recipes/ parses its own options."""
+    import importlib
+
+    if not argv or argv[0] not in RECIPES:
+        raise SystemExit(f"usage: python -m bridge run {{{','.join(RECIPES)}}} [options]")
+    importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return lightning(argv)
+    if argv and argv[0] == "run":
+        return run_recipe(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

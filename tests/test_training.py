@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
-from bridge.lit import BackboneFreeze, ImageClassifier, NonFiniteLossError
+from bridge.lit import BackboneFreeze, GradientFlowMonitor, ImageClassifier, NonFiniteLossError
 from bridge.lit.classifier import build_schedule
 
 
@@ -173,3 +173,12 @@ def test_missing_pretrained_weights_offline_name_the_three_ways(tmp_path, monkey
         ImageClassifier("timm:resnet18", pretrained=True)
     message = str(err.value)
     assert "pretrained_file" in message and "cache" in message and "online" in message
+
+
+def test_gradient_flow_monitor_logs_every_block(tmp_path):
+    module = ImageClassifier("resnet20", num_classes=3, optimizer=adamw)
+    t = trainer(tmp_path, callbacks=[GradientFlowMonitor(every_n_steps=1)], max_steps=2, limit_val_batches=0)
+    t.fit(module, TinyData())
+    logged = {k: v for k, v in t.callback_metrics.items() if k.startswith("grad_norm/")}
+    assert len(logged) == 9 and "grad_norm/layer1.0" in logged  # resnet20: 3 stages of 3 blocks
+    assert all(v > 0 for v in logged.values())

@@ -3,5 +3,13 @@
 from bridge.lit.callbacks import LastCheckpoint, LogCheckpointPaths
 from bridge.lit.classifier import ImageClassifier, NonFiniteLossError
 from bridge.lit.finetuning import BackboneFreeze
+from bridge.lit.gradient_flow import GradientFlowMonitor
 
-__all__ = ["BackboneFreeze", "ImageClassifier", "LastCheckpoint", "LogCheckpointPaths", "NonFiniteLossError"]
+__all__ = [
+    "BackboneFreeze",
+    "GradientFlowMonitor",
+    "ImageClassifier",
+    "LastCheckpoint",
+    "LogCheckpointPaths",
+    "NonFiniteLossError",
+]

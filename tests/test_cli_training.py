@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from wandb_records import logged_config, logged_metrics, logged_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +158,9 @@ def test_fabric_run_launcher(tmp_path, env):
     _assert_two_shards(tmp_path / "runs" / "lenet5_digits")
 
 
-def test_more_devices_than_exist_is_a_clear_error(tmp_path, env):
-    result = run(bridge_cmd(*lenet("--trainer.accelerator", "gpu", "--trainer.devices", "4")), tmp_path, env)
+@pytest.mark.parametrize("accelerator", ["gpu", "cpu"])
+def test_more_devices_than_exist_is_a_clear_error(tmp_path, env, accelerator):
+    devices = str((os.cpu_count() or 1) + 2)
+    result = run(bridge_cmd(*lenet("--trainer.accelerator", accelerator, "--trainer.devices", devices)), tmp_path, env)
     assert result.returncode != 0
     assert "error:" in result.stderr and "Traceback" not in result.stderr

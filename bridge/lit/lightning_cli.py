@@ -70,6 +70,12 @@ class BridgeCLI(LightningCLI):
             self.datamodule.mean, self.datamodule.std = mean, std
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> object:
+        cores, devices = os.cpu_count() or 1, str(config.get("devices"))
+        if config.get("accelerator") == "cpu" and devices.isdigit() and int(devices) > cores:
+            raise ValueError(
+                f"--trainer.devices {devices} asks for {devices} CPU processes, but this machine has {cores} cores; "
+                f"use --trainer.devices {cores} or fewer (GPUs: --trainer.accelerator gpu)"
+            )
         config_root = self.config.get(str(self.subcommand), self.config)
         name = config_root.get("name") or _default_name(self.model)
         root = Path(config.get("default_root_dir") or Path("runs") / name)

@@ -6,11 +6,11 @@ from torch import Tensor, nn
 
 
 class FiLM(nn.Module):
-    """``x * (1 + gamma(c)) + beta(c)`` over the last (channel) dimension of ``x``.
+    """``x * (1 + gamma(c)) + beta(c)``, one ``gamma`` and ``beta`` per channel of ``x``.
 
     ``gamma`` and ``beta`` come from one Linear that starts at zero, so a freshly built FiLM is the
-    identity (RT-1): conditioning can be added to a pretrained network without disturbing it at step 0.
-    ``x`` is (B, ..., dim), e.g. tokens (B, N, dim); ``cond`` is (B, cond_dim).
+    identity (RT-1): conditioning can be added inside a pretrained network without disturbing it at step 0.
+    ``x`` is a feature map (B, dim, H, W) or tokens (B, N, dim); ``cond`` is (B, cond_dim).
     """
 
     def __init__(self, cond_dim: int, dim: int) -> None:
@@ -21,5 +21,6 @@ class FiLM(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         gamma, beta = self.proj(cond).chunk(2, dim=-1)
-        shape = (cond.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)  # broadcast over the middle dims
-        return x * (1 + gamma.reshape(shape)) + beta.reshape(shape)
+        b, c = gamma.shape
+        shape = (b, c, 1, 1) if x.ndim == 4 else (b,) + (1,) * (x.ndim - 2) + (c,)
+        return x * (1 + gamma.view(shape)) + beta.view(shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -20,6 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bridge.models import ZooModel, create_model, import_weights
+from bridge.models.resnet import ResNet
+from bridge.models.timm_compat import TimmModel
+from bridge.models.vit import VisionTransformer
 from bridge.nn import TransformerBlock
 from bridge.nn.film import FiLM
 from bridge.vla.actions import ActionBins, MinMaxNormalizer
@@ -104,15 +108,22 @@ class Policy(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder = build_encoder(c)
-        grid, enc_dim = probe_encoder(self.encoder, c)
+        sites = film_sites(self.encoder) if c.conditioning != "prefix" else []
+        probe = probe_encoder(self.encoder, c, sites)
         mean, std = _normalisation(self.encoder, c)
         self.register_buffer("pixel_mean", torch.tensor(mean).reshape(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).reshape(-1, 1, 1), persistent=False)
 
         self.text = build_text_encoder(c.text_encoder, instructions("train"), c.text_dim, c.text_layers)
-        self.image_proj = nn.Linear(enc_dim, c.dim)
-        self.pooled_proj = nn.Linear(enc_dim, c.dim)
-        self.register_buffer("image_pos", sincos_2d(*grid, c.dim), persistent=False)
+        # FiLM inside the encoder, after each stage: the features themselves become "where is the red circle".
+        self.encoder_films = nn.ModuleDict({_key(site): FiLM(self.text.dim, ch) for site, ch in zip(sites, probe.site_channels)})
+        for site in sites:
+            self.encoder.get_submodule(site).register_forward_hook(partial(_encoder_film, self, _key(site)))
+        self._instruction: Tensor | None = None  # the pooled instruction, set only while the encoder runs
+
+        self.image_proj = nn.Linear(probe.dim, c.dim)
+        self.pooled_proj = nn.Linear(probe.dim, c.dim)
+        self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
         self.state_proj = nn.Linear(STATE_DIM, c.dim)
         self.text_proj = nn.Linear(self.text.dim, c.dim) if c.conditioning in ("prefix", "both") else None
         self.films = nn.ModuleList(FiLM(self.text.dim, c.dim) for _ in range(c.depth)) if c.conditioning != "prefix" else None
@@ -160,9 +171,14 @@ class Policy(nn.Module):
         c, b = self.config, images.shape[0]
         if len(tasks) != b:
             raise ValueError(f"got {len(tasks)} instructions for {b} frames")
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not c.freeze_encoder):
-            visual = self.encoder.encode(self.preprocess(images))
         text = self.text(tasks)
+        # A frozen encoder needs no graph, unless FiLM inside it trains through it.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (not c.freeze_encoder or len(self.encoder_films) > 0)):
+            self._instruction = text.pooled if len(self.encoder_films) else None
+            try:
+                visual = self.encoder.encode(self.preprocess(images))
+            finally:
+                self._instruction = None
         tokens = [
             self.state_proj(self.state_norm.normalize(states.float()))[:, None],
             self.pooled_proj(visual.pooled)[:, None],
@@ -276,10 +292,44 @@ def classifier_checkpoint_weights(path: str, encoder: str) -> dict[str, Tensor]:
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
+def film_sites(encoder: ZooModel) -> list[str]:
+    """Modules of the encoder after which FiLM applies: each ResNet stage, each ViT block, each timm feature
+    stage (``feature_info``). Other encoders (VGG, AlexNet, LeNet) get none; FiLM then acts in the trunk only."""
+    if isinstance(encoder, ResNet):
+        return list(encoder.stage_names)
+    if isinstance(encoder, VisionTransformer):
+        return [f"blocks.{i}" for i in range(len(encoder.blocks))]
+    if isinstance(encoder, TimmModel) and hasattr(encoder.model, "feature_info"):
+        return ["model." + info["module"] for info in encoder.model.feature_info if info.get("module")]
+    return []
+
+
+def _key(site: str) -> str:
+    return site.replace(".", "_")  # ModuleDict keys cannot hold dots
+
+
+def _encoder_film(policy: Policy, key: str, module: nn.Module, inputs, output: Tensor) -> Tensor | None:
+    """Forward hook on an encoder site: FiLM its output by the instruction (a no-op outside Policy.forward)."""
+    if policy._instruction is None:
+        return None
+    return policy.encoder_films[key](output, policy._instruction)
+
+
+class EncoderProbe(NamedTuple):
+    grid: tuple[int, int]  # the token grid (H, W)
+    dim: int  # token width
+    site_channels: list[int]  # channels at each FiLM site
+
+
 @torch.no_grad()
-def probe_encoder(encoder: ZooModel, c: PolicyConfig) -> tuple[tuple[int, int], int]:
-    """One blank frame through the encoder: its token grid (H, W) and width, or a clear size error."""
+def probe_encoder(encoder: ZooModel, c: PolicyConfig, sites: list[str]) -> EncoderProbe:
+    """One blank frame through the encoder: its token grid and width, its FiLM sites' widths, or a clear size error."""
     side = c.input_size or c.image_size
+    shapes: dict[str, torch.Size] = {}
+    handles = [
+        encoder.get_submodule(site).register_forward_hook(lambda m, i, o, site=site: shapes.__setitem__(site, o.shape))
+        for site in sites
+    ]
     was_training = encoder.training
     encoder.eval()
     try:
@@ -294,6 +344,8 @@ def probe_encoder(encoder: ZooModel, c: PolicyConfig) -> tuple[tuple[int, int], 
         ) from None
     finally:
         encoder.train(was_training)
+        for handle in handles:
+            handle.remove()
     n, dim = out.tokens.shape[1:]
     if features.ndim == 4:
         grid = tuple(features.shape[-2:])
@@ -302,7 +354,8 @@ def probe_encoder(encoder: ZooModel, c: PolicyConfig) -> tuple[tuple[int, int], 
         if side * side != n:
             raise ValueError(f"encoder {c.encoder} gives {n} tokens, which do not form a square grid")
         grid = (side, side)
-    return grid, dim
+    channels = [shapes[site][1] if len(shapes[site]) == 4 else shapes[site][-1] for site in sites]
+    return EncoderProbe(grid, dim, channels)
 
 
 def _normalisation(encoder: ZooModel, c: PolicyConfig) -> tuple[list[float], list[float]]:

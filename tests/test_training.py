@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import timm
@@ -182,3 +184,15 @@ def test_gradient_flow_monitor_logs_every_block(tmp_path):
     logged = {k: v for k, v in t.callback_metrics.items() if k.startswith("grad_norm/")}
     assert len(logged) == 9 and "grad_norm/layer1.0" in logged  # resnet20: 3 stages of 3 blocks
     assert all(v > 0 for v in logged.values())
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_every_config_parses_and_names_real_classes(config, capsys):
+    from bridge.lit.lightning_cli import BridgeCLI
+
+    path = Path(__file__).parents[1] / "configs" / config
+    with pytest.raises(SystemExit) as done:
+        BridgeCLI(args=["fit", "--config", str(path), "--print_config"])
+    assert done.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: bridge.lit." in printed and "seed_everything: 0" in printed

@@ -9,8 +9,9 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 # "cifar" is the ResNet paper's CIFAR recipe (He et al. 2015, sec. 4.2): pad 4 pixels with zeros,
-# crop a random image_size window, flip horizontally half the time.
-AUGMENTATIONS = ("none", "flip", "cifar")
+# crop a random image_size window, flip horizontally half the time. "shift" is the same without the flip,
+# for data a mirror changes (digits, text).
+AUGMENTATIONS = ("none", "flip", "shift", "cifar")
 
 
 def build_transform(
@@ -38,7 +39,7 @@ def build_transform(
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(_per_channel(mean, in_chans, "mean"), _per_channel(std, in_chans, "std")),
     ]
-    if augment == "cifar":
+    if augment in ("shift", "cifar"):
         steps.append(v2.RandomCrop(image_size, padding=4, fill=0))
     if augment in ("flip", "cifar"):
         steps.append(v2.RandomHorizontalFlip())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import gc
+import os
 import statistics
 import sys
 import time
@@ -84,7 +85,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of whole steps per timed sample")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, help="also write the table here as Markdown")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the spread needs two samples)")
+    return args
+
+
+def warn_if_busy(threads: int) -> None:
+    """Say so when other processes already use the cores: OpenMP threads then wait on each other at every op."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load + threads > cores + 0.5:
+        console.print(
+            f"[yellow]load average {load:.1f} on {cores} cores before adding --threads {threads}: the CPU is "
+            "oversubscribed, timings will be slow and noisy; fewer threads suffer less[/yellow]"
+        )
 
 
 def models_with_twin(patterns: list[str]) -> list[str]:
@@ -217,6 +231,7 @@ def write_markdown(path: Path, results: list[Result], title: str) -> None:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    warn_if_busy(args.threads)
     # Subnormal floats are many times slower on x86; a gradient that drifts into them would time the FPU,
     # not the model.
     torch.set_flush_denormal(True)
@@ -231,6 +246,8 @@ def main() -> None:
         results += benchmark(name, args)
         ratios = ", ".join(f"{r.mode} {r.ratio:.3f}" for r in results[-len(MODES) :])
         console.log(f"{name}: {ratios} ({time.perf_counter() - model_start:.0f} s)")
+        if args.out:  # after every model, so that an interrupted run keeps what it measured
+            write_markdown(args.out, results, title)
         gc.collect()  # the previous pair (and its optimizer state) must not crowd the next one's memory
     print_table(results, title)
     worst = min(results, key=lambda r: r.ratio)
@@ -238,8 +255,6 @@ def main() -> None:
         f"min ours/twin {worst.ratio:.3f} ({worst.model} {worst.mode}); target {TARGET}; "
         f"wall time {time.perf_counter() - start:.0f} s"
     )
-    if args.out:
-        write_markdown(args.out, results, title)
 
 
 if __name__ == "__main__":

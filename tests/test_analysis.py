@@ -98,11 +98,11 @@ def test_gradient_flow_command(tmp_path, env):
 
 
 def test_degradation_recipe_end_to_end_on_a_sliver_of_data(tmp_path, env):
-    out = bridge("run", "degradation", "--epochs", "2", "--limit-batches", "2", "--out", "d",
+    out = bridge("run", "degradation", "--epochs", "1", "--limit-batches", "1", "--out", "d",
                  "--accelerator", "cpu", "--devices", "1", cwd=tmp_path, env=env)  # fmt: skip
     curves = json.loads((tmp_path / "d" / "cpu" / "curves.json").read_text())
     assert set(curves) == {"plain-20", "plain-56", "ResNet-20", "ResNet-56", "ViT-12", "ViT-12 no skip"}
-    assert all(len(c["train"]) == 2 and len(c["test"]) == 2 for c in curves.values())
+    assert all(len(c["train"]) == 1 and len(c["test"]) == 1 for c in curves.values())
     report = (tmp_path / "d" / "cpu" / "degradation.md").read_text()
     assert report.count("\n| ") == 8 and "plain-56 ends with a higher training error" in report
     assert (tmp_path / "d" / "cpu" / "degradation.png").is_file()
@@ -115,4 +115,5 @@ def test_shortcuts_recipe_counts_the_projection_parameters(tmp_path, env):
            "--accelerator", "cpu", "--devices", "1", cwd=tmp_path, env=env)  # fmt: skip
     table = (tmp_path / "s" / "shortcuts.md").read_text()
     params = {opt: int(re.search(rf"\| resnet20 {opt} \| ([\d,]+) \|", table).group(1).replace(",", "")) for opt in "ABC"}
-    assert params["A"] == 269_722 < params["B"] < params["C"]
+    digits_resnet20 = sum(p.numel() for p in create_model("resnet20", in_chans=1).parameters())
+    assert params["A"] == digits_resnet20 < params["B"] < params["C"]  # option A adds no parameters

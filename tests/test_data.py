@@ -210,7 +210,7 @@ def test_missing_paths_and_unknown_sources_are_clear(tmp_path):
         load_source(f"imagefolder:{tmp_path / 'nope'}")
     with pytest.raises(ValueError, match=r"digits, shapes, hf:<hub id or local path>, imagefolder:<dir>"):
         load_source("mnist")
-    with pytest.raises(ValueError, match="none, flip, cifar"):
+    with pytest.raises(ValueError, match="none, flip, shift, cifar"):
         ImageDataModule("digits", augment="autoaugment")
 
 

@@ -54,6 +54,14 @@ class ActionBins:
         """Bin indices -> the bins' centres in [-1, 1]."""
         return (bins.float() + 0.5) / self.num_bins * 2 - 1
 
+    def soft_targets(self, bins: Tensor, sigma: float) -> Tensor:
+        """Cross-entropy targets (..., num_bins): a Gaussian of ``sigma`` bins around each bin (HL-Gauss,
+        Farebrother et al. 2024), so a near miss costs less than a far one; ``sigma=0`` is one-hot (RT-1)."""
+        if sigma <= 0:
+            return torch.nn.functional.one_hot(bins, self.num_bins).float()
+        centres = torch.arange(self.num_bins, device=bins.device, dtype=torch.float32)
+        return (-0.5 * ((centres - bins[..., None]) / sigma) ** 2).softmax(dim=-1)
+
 
 def chunk_indices(episode_index: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
     """For each frame, the rows of its next ``horizon`` actions within the same episode (ACT's chunks).

@@ -39,21 +39,26 @@ META_FILE = "meta.json"
 
 
 class ScriptedExpert:
-    """A proportional controller toward the (privileged) target with Gaussian action noise.
+    """A proportional controller toward the (privileged) target, executed with Gaussian noise.
 
-    It heads straight for the target at full speed and slows to land on it; the noise (``noise`` per
-    axis, in action units) spreads the demonstrations over nearby states so the policy learns to recover.
+    :meth:`command` heads straight for the target at full speed and slows to land on it. Calling the
+    expert adds ``noise`` (per axis, in action units) to that command, which spreads the demonstrations
+    over states off the ideal path, the states a learned policy's own small errors lead to.
     """
 
     def __init__(self, noise: float = 0.1, gain: float = 1.0, step_size: float = 0.1, seed: int = 0) -> None:
         self.noise, self.gain, self.step_size = noise, gain, step_size
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, obs: dict, info: dict) -> np.ndarray:
-        action = self.gain * (np.asarray(info["target"]) - np.asarray(obs["state"])) / self.step_size
+    def command(self, state: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The noise-free action(s) for agent ``state`` and ``target`` positions (..., 2)."""
+        action = self.gain * (np.asarray(target) - np.asarray(state)) / self.step_size
         action = action / np.maximum(1.0, np.abs(action).max(axis=-1, keepdims=True))  # keep the direction
-        action = action + self.noise * self.rng.standard_normal(action.shape)
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
+        return action.astype(np.float32)
+
+    def __call__(self, obs: dict, info: dict) -> np.ndarray:
+        action = self.command(obs["state"], info["target"])
+        return np.clip(action + self.noise * self.rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
 
 
 def collect_demos(
@@ -66,7 +71,10 @@ def collect_demos(
 ) -> tuple[Dataset, dict]:
     """``episodes`` successful expert episodes (seeds ``seed``, ``seed + 1``, ...) and their ``meta``.
 
-    The rare failed episode is dropped and the next seed used, so behaviour cloning never imitates a failure.
+    The world executes the expert's noisy actions, but each frame's ``action`` is the expert's noise-free
+    command for that state (DART, Laskey et al. 2017): the demonstrations visit off-path states and show
+    how to recover from them without teaching the noise itself. The rare failed episode is dropped and
+    the next seed used, so behaviour cloning never imitates a failure.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -87,10 +95,10 @@ def collect_demos(
                 raise RuntimeError(f"the expert failed {failed} episodes; check the world's configuration {config}")
     rows: dict[str, list] = {name: [] for name in FEATURES}
     for index, ep in enumerate(kept):
-        for t, (image, state, action) in enumerate(zip(ep.frames, ep.states, ep.actions)):  # frames has one more
+        for t, (image, state) in enumerate(zip(ep.frames, ep.states)):  # frames has one more: the last
             rows["observation.image"].append(image)
             rows["observation.state"].append(state)
-            rows["action"].append(action)
+            rows["action"].append(expert.command(state, ep.target))
             rows["task"].append(ep.task)
             rows["episode_index"].append(index)
             rows["frame_index"].append(t)
@@ -99,7 +107,7 @@ def collect_demos(
         "env_id": ENV_ID,
         "env": asdict(config),
         "fps": 10,
-        "expert": {"noise": noise, "gain": expert.gain},
+        "expert": {"noise": noise, "gain": expert.gain, "action": "noise-free command (DART)"},
         "seed": seed,
         "num_episodes": episodes,
         "num_frames": len(dataset),
@@ -118,6 +126,8 @@ def _stats(states: np.ndarray, actions: np.ndarray) -> dict:
 
 def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
+    if len(dataset) == 0:
+        raise ValueError("refusing to save an empty demo set")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     dataset.save_to_disk(str(path))
@@ -134,7 +144,7 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
     try:
         meta = json.loads((path / META_FILE).read_text())
         dataset = load_from_disk(str(path))
-    except (OSError, ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+    except Exception as err:  # whatever json, datasets or pyarrow raise on a damaged folder
         raise ValueError(f"the demo set at {path} is missing files or corrupted ({type(err).__name__}: {err}); {hint}") from None
     if not isinstance(dataset, Dataset):
         raise ValueError(f"{path} holds a {type(dataset).__name__}, not one demo Dataset; {hint}")

@@ -37,6 +37,7 @@ class Episode:
     given: str  # what the agent was told (differs under the language ablations)
     success: bool
     steps: int
+    target: np.ndarray  # the target's position (privileged; for the expert's labels)
     frames: list[np.ndarray] = field(default_factory=list)  # what the agent saw, then the final frame
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
@@ -73,7 +74,7 @@ def _wave(envs, agent: Agent, wave: list[int], start: int, instructions, record:
     obs, info = envs.reset(seed=wave + [wave[-1]] * (n - len(wave)))
     tasks = list(obs["task"])
     given = list(instructions[start : start + len(wave)]) if instructions is not None else tasks[: len(wave)]
-    episodes = [Episode(seed, tasks[i], given[i], False, 0) for i, seed in enumerate(wave)]
+    episodes = [Episode(seed, tasks[i], given[i], False, 0, info["target"][i].copy()) for i, seed in enumerate(wave)]
     active = np.arange(n) < len(wave)
     steps = np.zeros(n, dtype=int)
     while active.any():

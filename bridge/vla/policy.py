@@ -46,6 +46,9 @@ class PolicyConfig:
     pretrained timm model's own or 0.5.
     Language: ``text_encoder`` None is a small BERT (``text_dim``, ``text_layers``) over a tokenizer trained
     on the instructions; otherwise a local folder or hub id of a pretrained ``transformers`` model.
+    Actions: ``head="bins"`` classifies each dimension into ``num_bins`` bins, against one-hot targets
+    (``bin_sigma=0``, RT-1) or Gaussians of ``bin_sigma`` bins (HL-Gauss); ``head="continuous"`` regresses
+    them with L1. Both predict ``chunk_size`` steps ahead (ACT's chunks).
     """
 
     encoder: str = "resnet20"
@@ -67,6 +70,7 @@ class PolicyConfig:
     num_heads: int = 4
     head: Literal["bins", "continuous"] = "bins"
     num_bins: int = 256
+    bin_sigma: float = 0.0
     chunk_size: int = 1
 
     def __post_init__(self) -> None:
@@ -80,9 +84,9 @@ class PolicyConfig:
             raise ValueError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
 
 
-# Fields that only say where the first weights come from or what trains; any other difference means the
-# checkpoint's tensors belong to another architecture.
-NON_ARCHITECTURE_FIELDS = frozenset({"pretrained", "pretrained_file", "freeze_encoder", "freeze_text"})
+# Fields that only say where the first weights come from, what trains, or how the loss is shaped; any other
+# difference means the checkpoint's tensors belong to another architecture.
+NON_ARCHITECTURE_FIELDS = frozenset({"pretrained", "pretrained_file", "freeze_encoder", "freeze_text", "bin_sigma"})
 
 
 def config_mismatch(saved: dict, current: dict) -> list[str]:
@@ -212,7 +216,8 @@ class Policy(nn.Module):
         weights = valid[..., None].expand_as(target).float()
         if self.config.head == "bins":
             labels = self.bins.encode(target)
-            ce = F.cross_entropy(out.flatten(0, 2), labels.flatten(), reduction="none").view_as(weights)
+            soft = self.bins.soft_targets(labels.flatten(), self.config.bin_sigma)
+            ce = F.cross_entropy(out.flatten(0, 2), soft, reduction="none").view_as(weights)
             loss = (ce * weights).sum() / weights.sum().clamp_min(1)
             first = self.bins.decode(out[:, 0].argmax(-1))
             keep = weights.flatten().bool()

@@ -102,7 +102,8 @@ class VLAPolicy(L.LightningModule):
         mismatch = config_mismatch(saved, asdict(self.config))
         if mismatch:
             raise ValueError(
-                "the checkpoint was trained with another policy configuration:\n  " + "\n  ".join(mismatch)
+                "the checkpoint was trained with another policy configuration:\n  "
+                + "\n  ".join(mismatch)
                 + "\nUse the checkpoint's configuration (load_policy reads it) or start a new run without ckpt_path."
             )
         if "tokenizer" in checkpoint:
@@ -168,6 +169,10 @@ def load_policy(path: str | Path, map_location: str = "cpu") -> VLAPolicy:
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     if "policy" not in hparams:
-        kind = f"an ImageClassifier checkpoint of {hparams['model']}" if "model" in hparams else "not a VLAPolicy checkpoint"
+        kind = (
+            f"an ImageClassifier checkpoint of {hparams['model']}"
+            if "model" in hparams
+            else "not a VLAPolicy checkpoint"
+        )
         raise ValueError(f"{path} is {kind}; pass the checkpoint of a VLA run (runs/<name>/checkpoints/*.ckpt)")
     return VLAPolicy.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()

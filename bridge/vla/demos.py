@@ -144,8 +144,10 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
     try:
         meta = json.loads((path / META_FILE).read_text())
         dataset = load_from_disk(str(path))
-    except Exception as err:  # whatever json, datasets or pyarrow raise on a damaged folder
-        raise ValueError(f"the demo set at {path} is missing files or corrupted ({type(err).__name__}: {err}); {hint}") from None
+    except (OSError, ValueError, KeyError, IndexError) as err:  # json, datasets and pyarrow on a damaged folder
+        raise ValueError(
+            f"the demo set at {path} is missing files or corrupted ({type(err).__name__}: {err}); {hint}"
+        ) from None
     if not isinstance(dataset, Dataset):
         raise ValueError(f"{path} holds a {type(dataset).__name__}, not one demo Dataset; {hint}")
     missing = sorted(set(FEATURES) - set(dataset.column_names))
@@ -232,11 +234,11 @@ class DemoDataModule(L.LightningDataModule):
             return
         dataset, self.meta = load_demos(self.path)
         self._check_matches(self.meta)
-        episodes = np.unique(dataset["episode_index"])
+        episode_index = np.asarray(dataset["episode_index"])
+        episodes = np.unique(episode_index)
         rng = np.random.default_rng(self.hparams.seed)
-        n_val = int(round(len(episodes) * self.hparams.val_fraction))
-        val = set(rng.choice(episodes, size=n_val, replace=False).tolist())
-        is_val = np.isin(np.asarray(dataset["episode_index"]), list(val))
+        n_val = round(len(episodes) * self.hparams.val_fraction)
+        is_val = np.isin(episode_index, rng.choice(episodes, size=n_val, replace=False))
         self.train_set = DemoFrames(dataset.select(np.flatnonzero(~is_val)), self.action_horizon)
         self.val_set = DemoFrames(dataset.select(np.flatnonzero(is_val)), self.action_horizon) if n_val else None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -69,7 +69,9 @@ class ReachConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_objects <= len(OBJECTS):
-            raise ValueError(f"num_objects must be 1..{len(OBJECTS)} (distinct colour-shape pairs), got {self.num_objects}")
+            raise ValueError(
+                f"num_objects must be 1..{len(OBJECTS)} (distinct colour-shape pairs), got {self.num_objects}"
+            )
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16 to tell a triangle from a circle, got {self.image_size}")
         if self.paraphrases not in PARAPHRASES:
@@ -88,7 +90,7 @@ class ReachEnv(gym.Env):
     emits them has a bug worth seeing.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, render_mode: str | None = "rgb_array", **config: Any) -> None:
         self.config = ReachConfig(**config)

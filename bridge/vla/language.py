@@ -29,7 +29,9 @@ MAX_LENGTH = 32  # instructions are a handful of words
 def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     """A BERT-style word-level tokenizer (lower-cased, ``[CLS] ... [SEP]``) whose vocabulary is ``texts``' words."""
     tokenizer = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS.values())))
     return wrap_tokenizer(tokenizer)

@@ -108,6 +108,11 @@ class LossOutput(NamedTuple):
 
 
 class Policy(nn.Module):
+    """Frames (B, H, W, 3) uint8, agent states (B, 2) and instructions -> actions; see the module docstring.
+
+    Holds its own normalisation (buffers from the demo set's stats), so a checkpoint acts exactly as trained.
+    """
+
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         self.config = c = config
@@ -120,7 +125,9 @@ class Policy(nn.Module):
 
         self.text = build_text_encoder(c.text_encoder, instructions("train"), c.text_dim, c.text_layers)
         # FiLM inside the encoder, after each stage: the features themselves become "where is the red circle".
-        self.encoder_films = nn.ModuleDict({_key(site): FiLM(self.text.dim, ch) for site, ch in zip(sites, probe.site_channels)})
+        self.encoder_films = nn.ModuleDict(
+            {_key(site): FiLM(self.text.dim, ch) for site, ch in zip(sites, probe.site_channels)}
+        )
         for site in sites:
             self.encoder.get_submodule(site).register_forward_hook(partial(_encoder_film, self, _key(site)))
         self._instruction: Tensor | None = None  # the pooled instruction, set only while the encoder runs
@@ -130,7 +137,9 @@ class Policy(nn.Module):
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
         self.state_proj = nn.Linear(STATE_DIM, c.dim)
         self.text_proj = nn.Linear(self.text.dim, c.dim) if c.conditioning in ("prefix", "both") else None
-        self.films = nn.ModuleList(FiLM(self.text.dim, c.dim) for _ in range(c.depth)) if c.conditioning != "prefix" else None
+        self.films = (
+            nn.ModuleList(FiLM(self.text.dim, c.dim) for _ in range(c.depth)) if c.conditioning != "prefix" else None
+        )
         self.queries = nn.Parameter(torch.randn(1, c.chunk_size, c.dim) * 0.02)
         self.blocks = nn.ModuleList(TransformerBlock(c.dim, c.num_heads) for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.dim, eps=1e-6)
@@ -165,7 +174,7 @@ class Policy(nn.Module):
                 f"the policy takes frames (B, {s}, {s}, 3) uint8 (image_size={s}), got {tuple(images.shape)}; "
                 f"run the world with image_size={s} or build the policy for the world's size"
             )
-        x = images.permute(0, 3, 1, 2).float().div_(255)
+        x = images.permute(0, 3, 1, 2).float() / 255
         if self.config.input_size is not None and self.config.input_size != s:
             x = F.interpolate(x, size=self.config.input_size, mode="bilinear", antialias=True, align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std

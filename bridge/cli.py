@@ -12,6 +12,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from bridge import vla_cli
+
 
 def human(n: float) -> str:
     """1_253_683_200 -> '1.25 G'."""
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=64, help="the bottleneck's inner width (block I/O is 4x)")
     p.add_argument("--size", type=int, default=56, help="feature map side for the MAC count")
     p.set_defaults(func=analyze_bottleneck)
+
+    vla_cli.register(commands)
     return parser
 
 

@@ -86,7 +86,7 @@ class BridgeCLI(LightningCLI):
             )
         existing = list(config.get("callbacks") or []) + callbacks
         if not any(isinstance(cb, ModelCheckpoint) for cb in existing):
-            monitor, mode = getattr(self.model, "monitor", ("val/acc", "max"))
+            monitor, mode = getattr(self.model, "monitor", ("val/loss", "min"))
             every = config_root.get("checkpoint_every_n_steps") or CHECKPOINT_EVERY_N_STEPS
             callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", filename="best", monitor=monitor, mode=mode))
             callbacks.append(LastCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=every))

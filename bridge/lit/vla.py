@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from bridge.lit.classifier import NonFiniteLossError, build_schedule
 from bridge.vla.evaluate import evaluate
+from bridge.vla.language import wrap_tokenizer
 from bridge.vla.policy import Policy, PolicyConfig, config_mismatch
 
 
@@ -92,11 +93,13 @@ class VLAPolicy(L.LightningModule):
             self.policy.text.save_pretrained(Path(self.trainer.default_root_dir) / "tokenizer")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The architecture under its own key: load_from_checkpoint(**overrides) rewrites "hyper_parameters".
+        checkpoint["policy_config"] = asdict(self.config)
         if self.policy.text.trained_tokenizer:
             checkpoint["tokenizer"] = self.policy.text.tokenizer.backend_tokenizer.to_str()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("hyper_parameters", {}).get("policy")
+        saved = checkpoint.get("policy_config") or checkpoint.get("hyper_parameters", {}).get("policy")
         if saved is None:
             raise ValueError("this checkpoint is not a VLAPolicy's (it has no policy configuration)")
         mismatch = config_mismatch(saved, asdict(self.config))
@@ -107,8 +110,6 @@ class VLAPolicy(L.LightningModule):
                 + "\nUse the checkpoint's configuration (load_policy reads it) or start a new run without ckpt_path."
             )
         if "tokenizer" in checkpoint:
-            from bridge.vla.language import wrap_tokenizer
-
             self.policy.text.tokenizer = wrap_tokenizer(checkpoint["tokenizer"])
 
     # -- optimisation ---------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ class VLAPolicy(L.LightningModule):
             self.policy.as_agent(), self.hparams.env, episodes=self.hparams.rollout_episodes, seeds=1,
             conditions=("policy",), progress=False,
         )  # fmt: skip
-        self.log("val/success", results["policy"].success_rate, prog_bar=True)
+        self.log("val/success", results["policy"].success_rate, prog_bar=True, sync_dist=True)
 
 
 def load_policy(path: str | Path, map_location: str = "cpu") -> VLAPolicy:

@@ -1,0 +1,174 @@
+"""Demonstrations as datasets, the DataModule, action normalisation/bins/chunks, and the tokenizer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices
+from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
+from bridge.vla.env import ReachEnv, instructions
+from bridge.vla.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
+
+TINY_WORLD = {"image_size": 32, "num_objects": 2}
+LEROBOT_KEYS = {"observation.image", "observation.state", "action", "task", "episode_index", "frame_index"}
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    dataset, meta = collect_demos(12, TINY_WORLD, seed=3, progress=False)
+    path = save_demos(dataset, meta, tmp_path_factory.mktemp("demos") / "reach")
+    return dataset, meta, path
+
+
+def test_demos_use_lerobot_keys_and_replay_the_world(demos):
+    dataset, meta, _ = demos
+    assert set(dataset.column_names) == LEROBOT_KEYS
+    assert meta["num_episodes"] == 12 and meta["num_frames"] == len(dataset)
+    episodes = np.asarray(dataset["episode_index"])
+    assert sorted(set(episodes)) == list(range(12)) and np.all(np.diff(episodes) >= 0)
+    first = dataset.filter(lambda row: row["episode_index"] == 0)
+    assert first["frame_index"] == list(range(len(first)))
+    # Episode 0 is seed 3's scene: the same first frame and instruction as a fresh reset.
+    obs, _ = ReachEnv(**TINY_WORLD).reset(seed=3)
+    assert np.array_equal(np.asarray(first[0]["observation.image"]), obs["image"])
+    assert first[0]["task"] == obs["task"]
+    assert np.all(np.abs(np.asarray(dataset["action"])) <= 1)
+
+
+def test_demo_set_round_trips_through_disk(demos):
+    dataset, meta, path = demos
+    loaded, loaded_meta = load_demos(path)
+    assert loaded_meta == json.loads(json.dumps(meta))
+    assert len(loaded) == len(dataset) and loaded.features == dataset.features
+    for i in (0, len(dataset) - 1):
+        a, b = loaded[i], dataset[i]
+        assert np.array_equal(np.asarray(a["observation.image"]), np.asarray(b["observation.image"]))
+        assert (
+            a["observation.state"] == b["observation.state"] and a["action"] == b["action"] and a["task"] == b["task"]
+        )
+
+
+def test_datamodule_serves_batches_with_action_chunks(demos):
+    _, meta, path = demos
+    dm = DemoDataModule(path=str(path), episodes=None, val_fraction=0.25, action_horizon=3, batch_size=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["observation.image"].shape == (8, 32, 32, 3) and batch["observation.image"].dtype == torch.uint8
+    assert batch["observation.state"].shape == (8, 2)
+    assert batch["action"].shape == (8, 3, 2) and batch["action_is_pad"].shape == (8, 3)
+    assert len(batch["task"]) == 8 and isinstance(batch["task"][0], str)
+    assert len(dm.train_set) + len(dm.val_set) == meta["num_frames"]
+    assert dm.env_config == meta["env"] and dm.stats == meta["stats"]
+
+
+def test_datamodule_collects_when_missing_and_refuses_a_mismatched_set(demos, tmp_path):
+    dm = DemoDataModule(path=str(tmp_path / "new"), episodes=3, env=TINY_WORLD, batch_size=4)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.meta["num_episodes"] == 3
+    with pytest.raises(ValueError, match="episodes=3 .asked for 5."):
+        DemoDataModule(path=str(tmp_path / "new"), episodes=5).setup("fit")
+    with pytest.raises(ValueError, match="env.image_size=32 .asked for 64."):
+        DemoDataModule(path=str(tmp_path / "new"), episodes=None, env={"image_size": 64}).setup("fit")
+
+
+def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_path):
+    dataset, meta, path = demos
+    with pytest.raises(FileNotFoundError, match="vla collect"):
+        load_demos(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="empty"):
+        save_demos(dataset.select([]), meta, tmp_path / "empty")
+    dataset.select([]).save_to_disk(str(tmp_path / "empty"), num_shards=1)  # made by hand
+    (tmp_path / "empty" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="is empty"):
+        load_demos(tmp_path / "empty")
+    broken = shutil.copytree(path, tmp_path / "broken")
+    (broken / "meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupted"):
+        load_demos(broken)
+    for arrow in (tmp_path / "broken").glob("*.arrow"):
+        arrow.write_bytes(b"garbage")
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="corrupted"):
+        load_demos(broken)
+    save_demos(dataset.remove_columns(["action"]), meta, tmp_path / "no_action")
+    with pytest.raises(ValueError, match="lacks the columns \\['action'\\]"):
+        load_demos(tmp_path / "no_action")
+
+
+def test_save_refuses_to_overwrite(demos):
+    dataset, meta, path = demos
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        save_demos(dataset, meta, path)
+
+
+# -- actions -------------------------------------------------------------------------------------------------
+
+
+def test_min_max_normalisation_round_trips():
+    norm = MinMaxNormalizer(2)
+    norm.set_stats([-0.5, 0.0], [0.5, 2.0])
+    x = torch.tensor([[-0.5, 0.0], [0.5, 2.0], [0.0, 1.0]])
+    torch.testing.assert_close(norm.normalize(x), torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]))
+    torch.testing.assert_close(norm.unnormalize(norm.normalize(x)), x)
+    with pytest.raises(ValueError, match="invalid normalisation"):
+        norm.set_stats([1.0, 0.0], [0.0, 1.0])
+
+
+def test_bins_cover_the_range_and_decode_to_centres():
+    bins = ActionBins(256)
+    x = torch.tensor([-1.0, -0.999, 0.0, 0.999, 1.0, 5.0])
+    idx = bins.encode(x)
+    assert idx.tolist() == [0, 0, 128, 255, 255, 255]
+    assert (bins.decode(idx) - x.clamp(-1, 1)).abs()[:5].max() <= 1 / 256 + 1e-6
+    values = torch.linspace(-1, 1, 1001)
+    assert (bins.decode(bins.encode(values)) - values).abs().max() <= 1 / 256 + 1e-6
+
+
+def test_chunks_stay_inside_their_episode():
+    episode = torch.tensor([0, 0, 0, 1, 1, 2])
+    rows, is_pad = chunk_indices(episode, 3)
+    assert rows.tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4], [5, 5, 5]]
+    assert is_pad.tolist() == [
+        [False, False, False], [False, False, True], [False, True, True],
+        [False, False, True], [False, True, True], [False, True, True],
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="sorted"):
+        chunk_indices(torch.tensor([1, 0]), 2)
+
+
+# -- language -------------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_round_trips_through_save_pretrained_and_auto_tokenizer(tmp_path):
+    tokenizer = train_tokenizer(instructions("train"))
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "go to the red circle"
+    assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert reloaded.decode(reloaded(text)["input_ids"], skip_special_tokens=True) == text
+    again = wrap_tokenizer(tokenizer.backend_tokenizer.to_str())  # the copy a checkpoint carries
+    assert again(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+def test_unknown_words_map_to_the_unknown_token():
+    tokenizer = train_tokenizer(instructions("train"))
+    ids = tokenizer("approach the Purple circle")["input_ids"]
+    assert ids.count(tokenizer.unk_token_id) == 2  # "approach" (held out) and "purple" (no such colour)
+    assert unknown_words(tokenizer, "make your way to the blue square") == ["make", "way", "your"]
+    assert not unknown_words(tokenizer, "GO to the  Blue square")  # case and spacing do not matter
+
+
+def test_text_encoder_pools_only_real_tokens():
+    encoder = build_text_encoder(None, instructions("train"), dim=16, layers=1, heads=2).eval()
+    out = encoder(["go to the red circle", ""])
+    assert out.tokens.shape[:2] == out.mask.shape and out.pooled.shape == (2, 16)
+    assert out.mask[1].sum() == 2  # a blank instruction is [CLS] [SEP]
+    alone = encoder(["go to the red circle"])
+    torch.testing.assert_close(alone.pooled[0], out.pooled[0], atol=1e-5, rtol=1e-5)  # padding does not leak in

@@ -1,0 +1,176 @@
+"""Training through BridgeCLI and configs/vla_resnet.yaml, checkpoints, closed-loop evaluation and the vla CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from bridge.lit.classifier import ImageClassifier
+from bridge.lit.lightning_cli import BridgeCLI
+from bridge.lit.vla import VLAPolicy, load_policy
+from bridge.vla.demos import ScriptedExpert, load_demos
+from bridge.vla.evaluate import CONDITIONS, Episode, evaluate, rollouts, shuffled, wilson_interval, write_video
+from bridge.vla_cli import CONDITIONS as CLI_CONDITIONS
+from bridge.vla_cli import register
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = {"image_size": 32, "num_objects": 1}  # one object: a tiny policy learns to reach it in a few seconds
+TINY_POLICY = [
+    "--model.init_args.policy.image_size", "32",
+    "--model.init_args.policy.encoder_kwargs", '{"stem": "imagenet", "layers": [1], "widths": [8]}',
+    "--model.init_args.policy.dim", "32", "--model.init_args.policy.depth", "1", "--model.init_args.policy.num_heads", "2",
+    "--model.init_args.policy.text_dim", "16", "--model.init_args.policy.text_layers", "1",
+    "--model.init_args.policy.head", "continuous",
+    "--model.init_args.warmup_steps", "10",
+]  # fmt: skip
+
+
+def vla(*argv: str):
+    """``python -m bridge vla ...`` through the same parser bridge.cli builds."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["vla", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny policy trained with ``python -m bridge fit --config configs/vla_resnet.yaml`` (in process)."""
+    root = tmp_path_factory.mktemp("vla")
+    BridgeCLI(
+        args=[
+            "fit", "--config", str(ROOT / "configs/vla_resnet.yaml"), *TINY_POLICY,
+            "--data.init_args.path", str(root / "demos"), "--data.init_args.episodes", "60",
+            "--data.init_args.env", json.dumps(WORLD), "--data.init_args.val_fraction", "0.1",
+            "--data.init_args.batch_size", "32", "--model.init_args.rollout_episodes", "4",
+            "--trainer.max_steps", "200", "--trainer.max_time", "null", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.default_root_dir", str(root / "run"),
+        ]
+    )  # fmt: skip
+    return root
+
+
+def test_fit_writes_checkpoints_and_the_tokenizer(run):
+    checkpoints = run / "run" / "checkpoints"
+    assert {p.name for p in checkpoints.iterdir()} >= {"last.ckpt", "best.ckpt"}
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=True)  # plain data only
+    assert saved["hyper_parameters"]["env"] == load_demos(run / "demos")[1]["env"]
+    assert "tokenizer" in saved
+    # rollout_episodes > 0: closed-loop success is logged each validation and picks the best checkpoint
+    assert any("'monitor': 'val/success'" in key for key in saved["callbacks"])
+    tokenizer = AutoTokenizer.from_pretrained(run / "run" / "tokenizer")
+    assert (
+        tokenizer.decode(tokenizer("go to the red circle")["input_ids"], skip_special_tokens=True)
+        == "go to the red circle"
+    )
+
+
+def test_closed_loop_expert_ceiling_above_policy_above_random_floor(run):
+    module = load_policy(run / "run" / "checkpoints" / "last.ckpt")
+    results, episodes = evaluate(
+        module.policy.as_agent(), module.hparams.env, episodes=30, seeds=1, conditions=("policy", "expert", "random"),
+        progress=False,
+    )  # fmt: skip
+    expert, policy, random = (results[k].success_rate for k in ("expert", "policy", "random"))
+    assert expert >= policy >= random, (expert, policy, random)
+    assert expert >= 0.95 and policy > random
+    assert [ep.seed for ep in episodes["policy"]] == [ep.seed for ep in episodes["random"]]  # the same scenes
+
+
+def test_eval_command_writes_results_videos_and_an_offline_wandb_run(run, tmp_path):
+    out = tmp_path / "eval"
+    summary = vla(
+        "eval", "--ckpt", str(run / "run" / "checkpoints" / "last.ckpt"), "--episodes", "6", "--seeds", "2",
+        "--num-envs", "4", "--record", "3", "--out", str(out),
+    )  # fmt: skip
+    assert set(summary["results"]) == set(CONDITIONS)
+    for r in summary["results"].values():
+        assert (
+            r["episodes"] == 12 and len(r["per_seed"]) == 2 and 0 <= r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
+        )
+    assert json.loads((out / "results.json").read_text())["results"] == summary["results"]
+    assert {p.name for p in out.glob("*.gif")} == {f"{c}.gif" for c in CONDITIONS}
+    assert list(out.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_eval_defaults_to_the_run_directory(run):
+    vla("eval", "--ckpt", str(run / "run" / "checkpoints" / "best.ckpt"), "--episodes", "2", "--seeds", "1",
+        "--conditions", "policy", "expert", "--video", "none", "--no-wandb")  # fmt: skip
+    assert (run / "run" / "eval" / "best" / "results.json").is_file()
+
+
+def test_a_checkpoint_of_another_configuration_names_the_mismatch(run, tmp_path):
+    ckpt = run / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)["hyper_parameters"]["policy"]
+    with pytest.raises(ValueError, match="head: 'continuous' in the checkpoint, 'bins' here"):
+        VLAPolicy.load_from_checkpoint(ckpt, policy={**saved, "head": "bins"}, weights_only=True)
+    classifier = ImageClassifier("resnet20", num_classes=3)
+    path = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    with pytest.raises(ValueError, match="ImageClassifier checkpoint of resnet20"):
+        load_policy(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        vla("eval", "--ckpt", str(tmp_path / "missing.ckpt"))
+
+
+def test_collect_command_writes_a_dataset_and_will_not_overwrite(tmp_path):
+    out = tmp_path / "demos"
+    vla("collect", "--episodes", "3", "--out", str(out), "--image-size", "32", "--num-objects", "2")
+    dataset, meta = load_demos(out)
+    assert meta["num_episodes"] == 3 and meta["env"]["num_objects"] == 2 and len(dataset) == meta["num_frames"]
+    with pytest.raises(ValueError, match="--overwrite"):
+        vla("collect", "--episodes", "3", "--out", str(out))
+
+
+# -- statistics and videos -------------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_the_formula_and_its_edge_cases():
+    low, high = wilson_interval(45, 50)
+    assert low == pytest.approx(0.7864, abs=1e-4) and high == pytest.approx(0.9565, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+
+
+def test_shuffled_instructions_are_all_someone_elses():
+    tasks = [f"go to object {i}" for i in range(10)]
+    mixed = shuffled(tasks)
+    assert sorted(mixed) == sorted(tasks) and all(a != b for a, b in zip(tasks, mixed))
+
+
+def test_language_ablations_tell_the_agent_something_else_in_the_same_scenes():
+    seen = []
+
+    def spy(obs, info):
+        seen.extend(obs["task"])
+        return ScriptedExpert(noise=0)(obs, info)
+
+    eps = list(rollouts(spy, [1, 2, 3], instructions=["", "", ""], num_envs=3))
+    assert set(seen) == {""} and all(ep.task for ep in eps) and all(ep.success for ep in eps)
+
+
+def test_cli_lists_the_evaluation_conditions():
+    assert CLI_CONDITIONS == CONDITIONS
+
+
+@pytest.mark.parametrize("suffix", ["gif", "mp4"])
+def test_videos_tile_episodes_of_different_lengths(tmp_path, suffix):
+    import imageio.v3 as iio
+
+    def episode(length: int, success: bool) -> Episode:
+        frames = [np.full((16, 16, 3), 40 * t, np.uint8) for t in range(length)]
+        return Episode(0, "go to the red circle", "go to the red circle", success, length - 1, np.zeros(2), frames)
+
+    path = write_video(
+        [episode(3, True), episode(5, False), episode(2, True)], tmp_path / f"rollouts.{suffix}", columns=2
+    )
+    frames = iio.imread(path)
+    assert len(frames) == 5  # the longest episode; shorter ones hold their last frame
+    assert frames.shape[1] >= 2 * 16 * 4 and frames.shape[2] >= 2 * 16 * 4  # 2x2 grid of 4x upscaled frames

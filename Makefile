@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m bridge zoo list
+	$(PY) -m bridge run lineage --preset tiny
 
 test: install
 	$(PY) -m pytest -n 2 --durations=10

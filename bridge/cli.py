@@ -245,7 +245,7 @@ def lightning(argv: list[str]) -> None:
         raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
 
 
-RECIPES = ("degradation", "shortcuts")
+RECIPES = ("lineage", "degradation", "shortcuts")
 
 
 def run_recipe(argv: list[str]) -> None:
@@ -254,7 +254,10 @@ def run_recipe(argv: list[str]) -> None:
 
     if not argv or argv[0] not in RECIPES:
         raise SystemExit(f"usage: python -m bridge run {{{','.join(RECIPES)}}} [options]")
-    importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
+    try:
+        importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
+    except (KeyError, ValueError) as err:  # our own errors carry the fix; no traceback needed
+        raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

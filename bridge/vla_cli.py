@@ -84,7 +84,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None
     policy = module.policy
-    env = dict(module.hparams.get("env") or {"image_size": policy.config.image_size})
+    env = dict(module.hparams.get("world") or {"image_size": policy.config.image_size})
     env["paraphrases"] = args.paraphrases
     out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / ckpt.stem
     record = args.record if args.video != "none" else 0

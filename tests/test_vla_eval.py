@@ -75,7 +75,7 @@ def test_fit_writes_checkpoints_and_the_tokenizer(run):
 def test_closed_loop_expert_ceiling_above_policy_above_random_floor(run):
     module = load_policy(run / "run" / "checkpoints" / "last.ckpt")
     results, episodes = evaluate(
-        module.policy.as_agent(), module.hparams.env, episodes=30, seeds=1, conditions=("policy", "expert", "random"),
+        module.policy.as_agent(), module.hparams.world, episodes=30, seeds=1, conditions=("policy", "expert", "random"),
         progress=False,
     )  # fmt: skip
     expert, policy, random = (results[k].success_rate for k in ("expert", "policy", "random"))

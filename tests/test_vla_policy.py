@@ -154,6 +154,13 @@ def test_timm_encoder_and_frozen_training():
     assert all(p.grad is None for p in policy.encoder.parameters())
 
 
+def test_a_timm_encoder_whose_pooled_vector_is_wider_than_its_tokens():
+    # MobileNetV3's conv head widens the pooled vector (1024) beyond the last feature map (576 channels).
+    policy = tiny_policy(encoder="timm:mobilenetv3_small_100", encoder_kwargs={}, image_size=32)
+    assert (policy.image_proj.in_features, policy.pooled_proj.in_features) == (576, 1024)
+    assert policy(frames(2, 32), torch.zeros(2, 2), ["a", "b"]).shape == (2, 1, 2, 256)
+
+
 def test_classifier_checkpoint_becomes_the_encoder(tmp_path):
     classifier = ImageClassifier("resnet20", num_classes=12, model_kwargs=TINY_ENCODER)
     path = tmp_path / "classifier.ckpt"

@@ -29,8 +29,10 @@ class VLAPolicy(L.LightningModule):
     ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the
     encoder's learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes
     it). ``rollout_episodes`` > 0 also runs that many closed-loop episodes after each validation epoch and
-    logs ``val/success``, which then picks the best checkpoint; otherwise ``val/loss`` does. ``env`` is the
-    world the policy acts in; ``fit`` fills it from the demo set and it is saved with the checkpoint.
+    logs ``val/success``, which then picks the best checkpoint; otherwise ``val/loss`` does. ``world`` is the
+    configuration of the world the policy acts in (``ReachConfig`` fields); ``fit`` fills it from the demo
+    set and it is saved with the checkpoint. (Not ``env``: that name is the data module's, and Lightning
+    refuses a hyperparameter both hold with different values.)
     """
 
     def __init__(
@@ -41,7 +43,7 @@ class VLAPolicy(L.LightningModule):
         lr_schedule: Literal["constant", "cosine", "multistep"] = "cosine",
         warmup_steps: int = 0,
         rollout_episodes: int = 0,
-        env: dict | None = None,
+        world: dict | None = None,
     ) -> None:
         super().__init__()
         config = PolicyConfig(**policy) if isinstance(policy, dict) else policy or PolicyConfig()
@@ -53,7 +55,7 @@ class VLAPolicy(L.LightningModule):
                 "lr_schedule": lr_schedule,
                 "warmup_steps": warmup_steps,
                 "rollout_episodes": rollout_episodes,
-                "env": env,
+                "world": world,
             }
         )
         self.optimizer_factory = optimizer
@@ -85,7 +87,7 @@ class VLAPolicy(L.LightningModule):
                 f"set data.init_args.action_horizon: {self.config.chunk_size}"
             )
         self.policy.set_stats(datamodule.stats)  # a resumed run then restores the same values from its checkpoint
-        self.hparams["env"] = env
+        self.hparams["world"] = env
 
     def on_fit_start(self) -> None:
         # The tokenizer and text config beside the checkpoints, so AutoTokenizer.from_pretrained(<run>/tokenizer) works.
@@ -156,7 +158,7 @@ class VLAPolicy(L.LightningModule):
         # Closed loop on fixed evaluation seeds: the number a VLA policy is judged by. Every rank runs the
         # same episodes with the same weights, so no synchronisation is needed.
         results, _ = evaluate(
-            self.policy.as_agent(), self.hparams.env, episodes=self.hparams.rollout_episodes, seeds=1,
+            self.policy.as_agent(), self.hparams.world, episodes=self.hparams.rollout_episodes, seeds=1,
             conditions=("policy",), progress=False,
         )  # fmt: skip
         self.log("val/success", results["policy"].success_rate, prog_bar=True, sync_dist=True)

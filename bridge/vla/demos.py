@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -125,13 +126,19 @@ def _stats(states: np.ndarray, actions: np.ndarray) -> dict:
 
 
 def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the set to a temporary folder, then rename it into place: a crash never leaves half a set at ``path``."""
     path = Path(path)
     if len(dataset) == 0:
         raise ValueError("refusing to save an empty demo set")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
-    dataset.save_to_disk(str(path))
-    (path / META_FILE).write_text(json.dumps(meta, indent=2))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(str(tmp))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
     return path
 
 

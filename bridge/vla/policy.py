@@ -133,7 +133,7 @@ class Policy(nn.Module):
         self._instruction: Tensor | None = None  # the pooled instruction, set only while the encoder runs
 
         self.image_proj = nn.Linear(probe.dim, c.dim)
-        self.pooled_proj = nn.Linear(probe.dim, c.dim)
+        self.pooled_proj = nn.Linear(probe.pooled_dim, c.dim)
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
         self.state_proj = nn.Linear(STATE_DIM, c.dim)
         self.text_proj = nn.Linear(self.text.dim, c.dim) if c.conditioning in ("prefix", "both") else None
@@ -332,6 +332,7 @@ def _encoder_film(policy: Policy, key: str, module: nn.Module, inputs, output: T
 class EncoderProbe(NamedTuple):
     grid: tuple[int, int]  # the token grid (H, W)
     dim: int  # token width
+    pooled_dim: int  # the pooled vector's width (wider than the tokens behind a conv head, e.g. MobileNetV3)
     site_channels: list[int]  # channels at each FiLM site
 
 
@@ -369,7 +370,7 @@ def probe_encoder(encoder: ZooModel, c: PolicyConfig, sites: list[str]) -> Encod
             raise ValueError(f"encoder {c.encoder} gives {n} tokens, which do not form a square grid")
         grid = (side, side)
     channels = [shapes[site][1] if len(shapes[site]) == 4 else shapes[site][-1] for site in sites]
-    return EncoderProbe(grid, dim, channels)
+    return EncoderProbe(grid, dim, out.pooled.shape[-1], channels)
 
 
 def _normalisation(encoder: ZooModel, c: PolicyConfig) -> tuple[list[float], list[float]]:

@@ -1,0 +1,389 @@
+"""The main job: pretrain a ResNet, plug it, the ViT or a timm model into the VLA policy, compare in closed loop.
+
+1. Pretrain ResNet (and the ViT) as classifiers on ``shapes``, the objects the VLA world draws.
+2. Train one VLA policy per encoder on the same demonstrations with the same trunk, head, optimiser and
+   step budget: the pretrained ResNet frozen and fine-tuned, the same ResNet from scratch, the ViT from
+   scratch and pretrained, a timm model (with its weights when they are on disk).
+3. Evaluate every policy on the same closed-loop episodes, beside the expert's ceiling and a random floor.
+4. Report: a table (terminal, Markdown), a bar chart, a W&B table, under ``runs/lineage/<preset>/``.
+
+    python -m bridge run lineage [--preset tiny|cpu|gpu] [--trainer.devices 2 --trainer.strategy ddp]
+
+Every stage is resumable (see recipes/stages.py): rerun the same command after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.loggers import WandbLogger
+
+from bridge.analysis.plots import plot_bars
+from bridge.analysis.summary import count_macs
+from bridge.data import ImageDataModule
+from bridge.lit import ImageClassifier, LastCheckpoint
+from bridge.lit.lightning_cli import wandb_offline
+from bridge.lit.vla import VLAPolicy, load_policy
+from bridge.models import create_model
+from bridge.vla.demos import DemoDataModule
+from bridge.vla.evaluate import evaluate, write_video
+from bridge.vla.policy import PolicyConfig
+from recipes.compare import is_global_zero
+from recipes.stages import run_stage
+
+# The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
+TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
+LR, WARMUP = 2e-3, 100  # AdamW for every policy: only the encoder and its first weights differ
+
+
+@dataclass(frozen=True)
+class Preset:
+    image_size: int = 64  # the world's frames, and the pretraining images
+    shapes: tuple[int, int, int] = (3000, 300, 300)  # pretraining images (train, validation, test)
+    pretrain_epochs: int = 3
+    pretrain_vit: bool = True
+    vit_width: int = 192  # 96 costs about a quarter: MACs go with the width squared
+    episodes: int = 1000  # expert demonstrations
+    steps: int = 250  # optimiser steps per policy
+    batch_size: int = 64
+    eval_episodes: int = 50  # per evaluation seed
+    eval_seeds: int = 2
+    timm: str = "timm:resnet18"  # weights are used when they are in the local Hugging Face cache
+    num_workers: int = 0
+
+
+PRESETS = {
+    # The README demo, sized for 10 minutes on 2 CPU cores: short budgets, so the numbers are rough.
+    "tiny": Preset(pretrain_vit=False, vit_width=96, timm="timm:mobilenetv3_small_100"),
+    # Sharper numbers on a CPU (about 1.5 hours): the budget configs/vla_resnet.yaml reaches 90% with.
+    "cpu": Preset(shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3),
+    # One or more GPUs.
+    "gpu": Preset(
+        shapes=(24000, 2400, 2400), pretrain_epochs=10, episodes=20000, steps=10000, batch_size=256,
+        eval_episodes=100, eval_seeds=3, num_workers=4,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One policy to train: its encoder and where the encoder's first weights come from."""
+
+    label: str
+    encoder: str
+    kwargs: dict
+    init: str  # what the table says: scratch, pretrained on shapes, timm weights
+    weights: str | None = None  # a pretraining stage's name, or a weights file
+    freeze: bool = False
+
+
+# ResNet-20's basic blocks behind the ImageNet stem, two stages: a 64x64 frame becomes 8x8 tokens.
+RESNET = ("resnet20", {"stem": "imagenet", "layers": [3, 3], "widths": [16, 32]})
+
+
+def vit(size: int, width: int = 192) -> tuple[str, dict]:
+    """The minimal ViT, four blocks over an 8x8 grid of patches; width 192 is timm's ViT-Tiny (its weights load)."""
+    return "vit_tiny_patch16_224", {"img_size": size, "patch_size": size // 8, "depth": 4, "embed_dim": width}
+
+
+def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:
+    r, v = RESNET, vit(preset.image_size, preset.vit_width)
+    result = [
+        Arm("ResNet frozen", *r, "pretrained on shapes", "pretrain-resnet", freeze=True),
+        Arm("ResNet fine-tuned", *r, "pretrained on shapes", "pretrain-resnet"),
+        Arm("ResNet scratch", *r, "scratch"),
+        Arm("ViT scratch", *v, "scratch"),
+    ]
+    if preset.pretrain_vit:
+        result.append(Arm("ViT fine-tuned", *v, "pretrained on shapes", "pretrain-vit"))
+    if vit_weights:
+        result.append(Arm("ViT-Tiny timm weights", *vit(preset.image_size), "timm weights (resampled)", vit_weights))
+    timm_init = "timm weights" if timm_weights else "scratch (no weights on disk)"
+    result.append(Arm(preset.timm.removeprefix("timm:"), preset.timm, {}, timm_init, timm_weights))
+    return result
+
+
+def cached_timm_weights(name: str) -> str | None:
+    """The local Hugging Face cache's weights file for a timm model, or None: the recipe never downloads."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name.removeprefix("timm:"))
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+# -- stages ------------------------------------------------------------------------------------------------
+
+
+def trainer(folder: Path, label: str, group: str, trainer_kwargs: dict, **kwargs) -> L.Trainer:
+    logger = WandbLogger(save_dir=str(folder), project="bridge", group=group, name=label, offline=wandb_offline())
+    settings = {
+        "default_root_dir": str(folder), "logger": logger, "log_every_n_steps": 10, "num_sanity_val_steps": 0,
+        "callbacks": [LastCheckpoint(folder / "checkpoints", every_n_train_steps=50)], **kwargs, **trainer_kwargs,
+    }  # fmt: skip
+    return L.Trainer(**settings)
+
+
+def finish(t: L.Trainer) -> None:
+    if t.is_global_zero:
+        t.logger.experiment.finish()  # one W&B run per stage
+
+
+def pretrain(model: tuple[str, dict], preset: Preset, lr: float, group: str, trainer_kwargs: dict):
+    """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
+
+    def work(folder: Path, resume: str | None) -> dict:
+        L.seed_everything(0, verbose=False)
+        name, kwargs = model
+        module = ImageClassifier(
+            name, num_classes=12, model_kwargs=kwargs, optimizer=functools.partial(torch.optim.AdamW, lr=lr,
+            weight_decay=0.05), lr_schedule="cosine", warmup_steps=50, label_smoothing=0.1,
+        )  # fmt: skip
+        data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
+                               shapes_per_split=preset.shapes, num_workers=preset.num_workers)  # fmt: skip
+        t = trainer(folder, f"pretrain {name}", group, trainer_kwargs, max_epochs=preset.pretrain_epochs)
+        start = time.perf_counter()
+        t.fit(module, data, ckpt_path=resume)
+        seconds = time.perf_counter() - start
+        accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
+        t.save_checkpoint(folder / "classifier.ckpt")
+        finish(t)
+        print(f"{name} on shapes: validation accuracy {accuracy:.1%} in {seconds:.0f} s", flush=True)
+        return {"checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
+
+    return work
+
+
+def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, group: str, trainer_kwargs: dict):
+    def work(folder: Path, resume: str | None) -> dict:
+        L.seed_everything(0, verbose=False)
+        config = PolicyConfig(
+            encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
+            image_size=preset.image_size, **TRUNK,
+        )  # fmt: skip
+        module = VLAPolicy(
+            config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
+            warmup_steps=min(WARMUP, preset.steps // 10),
+        )  # fmt: skip
+        data = DemoDataModule(str(demos), episodes=preset.episodes, env={"image_size": preset.image_size},
+                              batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
+        t = trainer(folder, arm.label, group, trainer_kwargs, max_steps=preset.steps, gradient_clip_val=1.0)
+        first_step = 0 if resume is None else torch.load(resume, map_location="cpu", weights_only=True)["global_step"]
+        start = time.perf_counter()
+        t.fit(module, data, ckpt_path=resume)
+        seconds = time.perf_counter() - start
+        validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
+        action_mae = validated[0]["val/action_mae"] if validated else math.nan
+        t.save_checkpoint(folder / "policy.ckpt")
+        finish(t)
+        frames = (t.global_step - first_step) * preset.batch_size * t.world_size
+        encoder = module.policy.encoder
+        return {
+            "checkpoint": str(folder / "policy.ckpt"),
+            "encoder_params": sum(p.numel() for p in encoder.parameters()),
+            "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+            "encoder_macs": encoder_macs(arm, preset.image_size),
+            "train_seconds": seconds,
+            "images_per_second": frames / seconds,
+            "val_action_mae": action_mae,
+        }
+
+    return work
+
+
+def encoder_macs(arm: Arm, size: int) -> int:
+    """MACs of the encoder on one frame, counted on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        kwargs = {"num_classes": 0} if arm.encoder.startswith("timm:") else {}
+        model = create_model(arm.encoder, **arm.kwargs, **kwargs).eval()
+        return count_macs(model, torch.empty(1, 3, size, size))
+
+
+def evaluate_policy(arm: Arm, preset: Preset, checkpoint: str):
+    def work(folder: Path, resume: str | None) -> dict:
+        policy = load_policy(checkpoint).policy
+        env = {"image_size": preset.image_size, "paraphrases": "all"}
+        results, episodes = evaluate(
+            policy.as_agent(), env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("policy",),
+            record=8,
+        )  # fmt: skip
+        write_video(episodes["policy"][:8], folder / "rollouts.gif")
+        return asdict(results["policy"])
+
+    return work
+
+
+def evaluate_baselines(preset: Preset):
+    def work(folder: Path, resume: str | None) -> dict:
+        env = {"image_size": preset.image_size, "paraphrases": "all"}
+        results, _ = evaluate(
+            None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("expert", "random")
+        )
+        return {name: asdict(r) for name, r in results.items()}
+
+    return work
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+
+def percent(result: dict) -> str:
+    low, high = result["ci95"]
+    return f"{100 * result['successes'] / result['episodes']:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def report(preset_name: str, rows: list[tuple[Arm, dict, dict]], baselines: dict, pretrained: dict, out: Path) -> str:
+    header = ["encoder", "init", "params", "MACs", "train s", "images/s", "success [95% CI]", "action MAE"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for arm, trained, scored in rows:
+        lines.append(
+            f"| {arm.label} | {arm.init} | {trained['encoder_params'] / 1e6:.2f} M | {trained['encoder_macs'] / 1e6:.1f} M "
+            f"| {trained['train_seconds']:.0f} | {trained['images_per_second']:.0f} | {percent(scored)} "
+            f"| {trained['val_action_mae']:.3f} |"
+        )
+    for name in ("expert", "random"):
+        lines.append(f"| {name} | {'ceiling' if name == 'expert' else 'floor'} | | | | | {percent(baselines[name])} | |")
+    notes = "\n".join(f"- {name} pretrained on shapes: validation accuracy {r['val_acc']:.1%}" for name, r in pretrained.items())
+    episodes = baselines["expert"]["episodes"]
+    return f"""# Lineage: encoders for the VLA policy, preset `{preset_name}`
+
+Closed-loop success on the same {episodes} episodes of bridge/Reach-v0 (held-out paraphrases included).
+Params and MACs are the encoder's, on one frame; images/s is training throughput; action MAE is
+the validation error of the first predicted action against the expert's, in action units.
+
+{chr(10).join(lines)}
+
+{notes}
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge run lineage", description=__doc__.splitlines()[0],
+        epilog="Trainer settings pass through to every stage: --trainer.devices 2 --trainer.strategy ddp",
+    )  # fmt: skip
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--out", default=None, help="default runs/lineage/<preset>")
+    parser.add_argument("--steps", type=int, help="optimiser steps per policy")
+    parser.add_argument("--episodes", type=int, help="expert demonstrations")
+    parser.add_argument("--pretrain-epochs", type=int)
+    parser.add_argument("--shapes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="pretraining images")
+    parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per evaluation seed")
+    parser.add_argument("--eval-seeds", type=int)
+    parser.add_argument("--image-size", type=int, help="the world's frames (64 by default)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--timm", help="the timm encoder, e.g. timm:resnet18 (weights used when in the HF cache)")
+    parser.add_argument("--timm-weights", help="a weights file for the timm encoder")
+    parser.add_argument("--vit-weights", help="timm ViT-Tiny weights to add a 'ViT timm weights' policy")
+    parser.add_argument("--vit-pretraining", action=argparse.BooleanOptionalAction, help="pretrain the ViT on shapes too")
+    args, rest = parser.parse_known_args(argv)
+    trainer_kwargs = trainer_overrides(rest, parser)
+
+    preset = PRESETS[args.preset]
+    overrides = {
+        "steps": args.steps, "episodes": args.episodes, "pretrain_epochs": args.pretrain_epochs,
+        "shapes": tuple(args.shapes) if args.shapes else None, "eval_episodes": args.eval_episodes,
+        "eval_seeds": args.eval_seeds, "image_size": args.image_size, "batch_size": args.batch_size,
+        "timm": args.timm, "pretrain_vit": args.vit_pretraining,
+    }  # fmt: skip
+    preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    out = Path(args.out or f"runs/lineage/{args.preset}")
+    group = f"lineage-{args.preset}"
+    timm_weights = args.timm_weights or cached_timm_weights(preset.timm)
+    started = time.perf_counter()
+
+    # 1. Pretraining.
+    shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
+              "batch_size": preset.batch_size, "trainer": trainer_kwargs}  # fmt: skip
+    pretrained = {"ResNet": run_stage(out, "pretrain-resnet", {"model": RESNET, **shared},
+                                      pretrain(RESNET, preset, 2e-3, group, trainer_kwargs))}  # fmt: skip
+    if preset.pretrain_vit:
+        pretrained["ViT"] = run_stage(out, "pretrain-vit", {"model": vit(preset.image_size, preset.vit_width), **shared},
+                                      pretrain(vit(preset.image_size, preset.vit_width), preset, 1e-3, group, trainer_kwargs))  # fmt: skip
+    checkpoints = {"pretrain-resnet": pretrained["ResNet"]["checkpoint"]}
+    if "ViT" in pretrained:
+        checkpoints["pretrain-vit"] = pretrained["ViT"]["checkpoint"]
+
+    # 2. One policy per encoder, 3. evaluated in closed loop (on rank 0: the same episodes for all).
+    demos = out / "demos"
+    rows = []
+    for arm in arms(preset, args.vit_weights, timm_weights):
+        weights = checkpoints.get(arm.weights, arm.weights)
+        folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-")
+        config = {"arm": asdict(arm), "weights": weights, "preset": asdict(preset), "trunk": TRUNK, "lr": LR,
+                  "trainer": trainer_kwargs}  # fmt: skip
+        trained = run_stage(out, folder, config, train_policy(arm, preset, demos, weights, group, trainer_kwargs))
+        if is_global_zero():
+            scored = run_stage(out / folder, "eval", config, evaluate_policy(arm, preset, trained["checkpoint"]))
+            rows.append((arm, trained, scored))
+    if not is_global_zero():
+        return
+    baselines = run_stage(out, "baselines", {"preset": asdict(preset)}, evaluate_baselines(preset))
+
+    # 4. The report.
+    text = report(args.preset, rows, baselines, pretrained, out)
+    (out / "report.md").write_text(text)
+    values = {arm.label: 100 * s["successes"] / s["episodes"] for arm, _, s in rows}
+    errors = {arm.label: tuple(100 * c for c in s["ci95"]) for arm, _, s in rows}
+    for name in ("expert", "random"):
+        values[name] = 100 * baselines[name]["successes"] / baselines[name]["episodes"]
+        errors[name] = tuple(100 * c for c in baselines[name]["ci95"])
+    figure = plot_bars(values, errors, "closed-loop success (%)", out / "success.png")
+    log_report(out, group, rows, baselines, figure)
+    print(text)
+    print(f"report: {out / 'report.md'}  figure: {figure}  ({(time.perf_counter() - started) / 60:.1f} min)")
+
+
+def trainer_overrides(rest: list[str], parser: argparse.ArgumentParser) -> dict:
+    """``--trainer.devices 2 --trainer.strategy=ddp`` -> {"devices": 2, "strategy": "ddp"} (YAML values)."""
+    settings, i = {}, 0
+    while i < len(rest):
+        key, _, value = rest[i].partition("=")
+        if not key.startswith("--trainer."):
+            parser.error(f"unrecognised argument {rest[i]!r}; Trainer settings are written --trainer.<name> <value>")
+        if not value:
+            if i + 1 >= len(rest):
+                parser.error(f"{key} needs a value")
+            i, value = i + 1, rest[i + 1]
+        settings[key.removeprefix("--trainer.")] = yaml.safe_load(value)
+        i += 1
+    return settings
+
+
+def log_report(out: Path, group: str, rows: list, baselines: dict, figure: Path) -> None:
+    import wandb
+
+    run = wandb.init(project="bridge", group=group, name="report", job_type="report", dir=str(out),
+                     mode="offline" if wandb_offline() else "online")  # fmt: skip
+    columns = ["encoder", "init", "encoder_params", "encoder_macs", "train_seconds", "images_per_second",
+               "success", "ci95_low", "ci95_high", "val_action_mae"]  # fmt: skip
+    table = wandb.Table(columns=columns)
+    for arm, trained, scored in rows:
+        table.add_data(
+            arm.label, arm.init, trained["encoder_params"], trained["encoder_macs"], trained["train_seconds"],
+            trained["images_per_second"], scored["successes"] / scored["episodes"], *scored["ci95"],
+            trained["val_action_mae"],
+        )  # fmt: skip
+    for name in ("expert", "random"):
+        b = baselines[name]
+        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, b["successes"] / b["episodes"], *b["ci95"], math.nan)
+    run.log({"lineage/results": table, "lineage/success": wandb.Image(str(figure))})
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()

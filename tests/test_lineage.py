@@ -75,7 +75,9 @@ def test_the_wandb_report_holds_the_comparison_table(run):
     files = list((cwd / "out" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
     logged = logged_metrics(files[0])
-    assert logged["lineage/results"][0]["_type"] == "table-file" and "lineage/success" in logged
+    assert logged["lineage/results/_type"] == ["table-file"] and logged["lineage/success/_type"] == ["image-file"]
+    table = json.loads((files[0].parent / "files" / logged["lineage/results/path"][0]).read_text())
+    assert [row[0] for row in table["data"]] == [*ARMS, "expert", "random"]
 
 
 def test_a_rerun_skips_finished_stages_and_resumes_an_interrupted_one(run, env):

@@ -61,7 +61,7 @@ def test_fit_writes_checkpoints_and_the_tokenizer(run):
     checkpoints = run / "run" / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} >= {"last.ckpt", "best.ckpt"}
     saved = torch.load(checkpoints / "last.ckpt", weights_only=True)  # plain data only
-    assert saved["hyper_parameters"]["env"] == load_demos(run / "demos")[1]["env"]
+    assert saved["hyper_parameters"]["world"] == load_demos(run / "demos")[1]["env"]
     assert "tokenizer" in saved
     # rollout_episodes > 0: closed-loop success is logged each validation and picks the best checkpoint
     assert any("'monitor': 'val/success'" in key for key in saved["callbacks"])

@@ -18,7 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MICRO = ["--image-size", "32", "--shapes", "48", "12", "12", "--pretrain-epochs", "1", "--episodes", "20",
          "--steps", "4", "--eval-episodes", "4", "--eval-seeds", "1", "--batch-size", "16",
          "--vit-pretraining"]  # fmt: skip
-ARMS = ["ResNet frozen", "ResNet fine-tuned", "ResNet scratch", "ViT scratch", "ViT fine-tuned", "mobilenetv3_small_100"]
+ARMS = [
+    "ResNet frozen",
+    "ResNet fine-tuned",
+    "ResNet scratch",
+    "ViT scratch",
+    "ViT fine-tuned",
+    "mobilenetv3_small_100",
+]
 
 
 @pytest.fixture(scope="module")

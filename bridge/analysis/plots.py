@@ -77,7 +77,10 @@ def plot_bars(values: dict[str, float], errors: dict[str, tuple[float, float]] |
     yerr = None
     if errors:
         # clamped at 0: an interval computed in floating point can end a hair inside its own estimate (p = 1)
-        yerr = [[max(0.0, values[n] - errors[n][0]) for n in names], [max(0.0, errors[n][1] - values[n]) for n in names]]
+        yerr = [
+            [max(0.0, values[n] - errors[n][0]) for n in names],
+            [max(0.0, errors[n][1] - values[n]) for n in names],
+        ]
     ax.bar(names, heights, yerr=yerr, capsize=4, color=[f"C{i}" for i in range(len(names))])
     ax.set(ylabel=ylabel)
     ax.tick_params(axis="x", rotation=30)

@@ -40,7 +40,9 @@ def zoo_list(args: argparse.Namespace) -> None:
         with torch.device("meta"):  # shapes only: no memory, no init cost
             model = create_model(name).eval()
             macs = count_macs(model, torch.empty(1, *info.input_size))
-        table.add_row(name, info.family, f"{info.params:,}", human(macs), "x".join(map(str, info.input_size)), info.twin or "")
+        table.add_row(
+            name, info.family, f"{info.params:,}", human(macs), "x".join(map(str, info.input_size)), info.twin or ""
+        )
     Console().print(table)
 
 
@@ -230,22 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+RECIPES = ("lineage", "degradation", "shortcuts")
 
 
-def lightning(argv: list[str]) -> None:
-    """Hand ``fit|validate|test|predict ...`` to LightningCLI; show our errors without a traceback."""
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that carry their own fix, shown as one line instead of a traceback.
+
+    Called in the ``except`` clause, so Lightning is imported only when something went wrong.
+    """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from bridge.lit.classifier import NonFiniteLossError
+
+    return NonFiniteLossError, MisconfigurationException, FileNotFoundError, KeyError, ValueError
+
+
+def lightning(argv: list[str]) -> None:
+    """Hand ``fit|validate|test|predict ...`` to LightningCLI."""
     from bridge.lit.lightning_cli import BridgeCLI
 
-    try:
-        BridgeCLI(args=argv)
-    except (NonFiniteLossError, MisconfigurationException, FileNotFoundError, KeyError, ValueError) as err:
-        raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
-
-
-RECIPES = ("lineage", "degradation", "shortcuts")
+    BridgeCLI(args=argv)
 
 
 def run_recipe(argv: list[str]) -> None:
@@ -254,22 +260,19 @@ def run_recipe(argv: list[str]) -> None:
 
     if not argv or argv[0] not in RECIPES:
         raise SystemExit(f"usage: python -m bridge run {{{','.join(RECIPES)}}} [options]")
-    try:
-        importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
-    except (KeyError, ValueError) as err:  # our own errors carry the fix; no traceback needed
-        raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
+    importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        return lightning(argv)
-    if argv and argv[0] == "run":
-        return run_recipe(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            return lightning(argv)
+        if argv and argv[0] == "run":
+            return run_recipe(argv[1:])
+        args = build_parser().parse_args(argv)
         args.func(args)
-    except (KeyError, ValueError) as err:  # our own errors carry the fix; no traceback needed
+    except user_errors() as err:
         raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -24,6 +25,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import WandbLogger
 
 from bridge.analysis.plots import plot_bars
@@ -32,7 +34,6 @@ from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier, LastCheckpoint
 from bridge.lit.lightning_cli import wandb_offline
 from bridge.lit.vla import VLAPolicy, load_policy
-from bridge.models import create_model
 from bridge.vla.demos import DemoDataModule
 from bridge.vla.evaluate import evaluate, write_video
 from bridge.vla.policy import PolicyConfig
@@ -130,16 +131,22 @@ def cached_timm_weights(name: str) -> str | None:
 
 
 def trainer(folder: Path, label: str, group: str, trainer_kwargs: dict, **kwargs) -> L.Trainer:
+    """A Trainer writing into the stage's folder; its Timer counts training time only, across resumes too."""
     logger = WandbLogger(save_dir=str(folder), project="bridge", group=group, name=label, offline=wandb_offline())
+    callbacks = [LastCheckpoint(folder / "checkpoints", every_n_train_steps=50), Timer(verbose=False)]
     settings = {
         "default_root_dir": str(folder), "logger": logger, "log_every_n_steps": 10, "num_sanity_val_steps": 0,
-        "callbacks": [LastCheckpoint(folder / "checkpoints", every_n_train_steps=50)], **kwargs, **trainer_kwargs,
+        "callbacks": callbacks, **kwargs, **trainer_kwargs,
     }  # fmt: skip
     return L.Trainer(**settings)
 
 
+def train_seconds(t: L.Trainer) -> float:
+    return next(cb for cb in t.callbacks if isinstance(cb, Timer)).time_elapsed("train")
+
+
 def finish(t: L.Trainer) -> None:
-    if t.is_global_zero:
+    if t.is_global_zero and isinstance(t.logger, WandbLogger):
         t.logger.experiment.finish()  # one W&B run per stage
 
 
@@ -156,9 +163,8 @@ def pretrain(model: tuple[str, dict], preset: Preset, lr: float, group: str, tra
         data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
                                shapes_per_split=preset.shapes, num_workers=preset.num_workers)  # fmt: skip
         t = trainer(folder, f"pretrain {name}", group, trainer_kwargs, max_epochs=preset.pretrain_epochs)
-        start = time.perf_counter()
         t.fit(module, data, ckpt_path=resume)
-        seconds = time.perf_counter() - start
+        seconds = train_seconds(t)
         accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
         t.save_checkpoint(folder / "classifier.ckpt")
         finish(t)
@@ -182,21 +188,21 @@ def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, gro
         data = DemoDataModule(str(demos), episodes=preset.episodes, env={"image_size": preset.image_size},
                               batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
         t = trainer(folder, arm.label, group, trainer_kwargs, max_steps=preset.steps, gradient_clip_val=1.0)
-        first_step = 0 if resume is None else torch.load(resume, map_location="cpu", weights_only=True)["global_step"]
-        start = time.perf_counter()
         t.fit(module, data, ckpt_path=resume)
-        seconds = time.perf_counter() - start
+        seconds = train_seconds(t)
         validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
         action_mae = validated[0]["val/action_mae"] if validated else math.nan
         t.save_checkpoint(folder / "policy.ckpt")
         finish(t)
-        frames = (t.global_step - first_step) * preset.batch_size * t.world_size
-        encoder = module.policy.encoder
+        frames = t.global_step * preset.batch_size * t.accumulate_grad_batches * t.world_size
+        encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
+        frame = torch.zeros(1, 3, preset.image_size, preset.image_size, device=module.device)
         return {
             "checkpoint": str(folder / "policy.ckpt"),
+            "step": t.global_step,
             "encoder_params": sum(p.numel() for p in encoder.parameters()),
             "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
-            "encoder_macs": encoder_macs(arm, preset.image_size),
+            "encoder_macs": count_macs(encoder, frame),
             "train_seconds": seconds,
             "images_per_second": frames / seconds,
             "val_action_mae": action_mae,
@@ -205,17 +211,9 @@ def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, gro
     return work
 
 
-def encoder_macs(arm: Arm, size: int) -> int:
-    """MACs of the encoder on one frame, counted on the meta device (no memory, no weights)."""
-    with torch.device("meta"):
-        kwargs = {"num_classes": 0} if arm.encoder.startswith("timm:") else {}
-        model = create_model(arm.encoder, **arm.kwargs, **kwargs).eval()
-        return count_macs(model, torch.empty(1, 3, size, size))
-
-
-def evaluate_policy(arm: Arm, preset: Preset, checkpoint: str):
+def evaluate_policy(preset: Preset, checkpoint: str):
     def work(folder: Path, resume: str | None) -> dict:
-        policy = load_policy(checkpoint).policy
+        policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu").policy
         env = {"image_size": preset.image_size, "paraphrases": "all"}
         results, episodes = evaluate(
             policy.as_agent(), env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("policy",),
@@ -283,22 +281,29 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--out", default=None, help="default runs/lineage/<preset>")
-    parser.add_argument("--steps", type=int, help="optimiser steps per policy")
-    parser.add_argument("--episodes", type=int, help="expert demonstrations")
-    parser.add_argument("--pretrain-epochs", type=int)
-    parser.add_argument("--shapes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="pretraining images")
-    parser.add_argument("--eval-episodes", type=int, help="closed-loop episodes per evaluation seed")
-    parser.add_argument("--eval-seeds", type=int)
+    parser.add_argument("--steps", type=positive, help="optimiser steps per policy")
+    parser.add_argument("--episodes", type=positive, help="expert demonstrations")
+    parser.add_argument("--pretrain-epochs", type=positive)
+    parser.add_argument("--shapes", type=positive, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="pretraining images")
+    parser.add_argument("--eval-episodes", type=positive, help="closed-loop episodes per evaluation seed")
+    parser.add_argument("--eval-seeds", type=positive)
     parser.add_argument("--image-size", type=int, help="the world's frames (64 by default)")
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--batch-size", type=positive)
     parser.add_argument("--timm", help="the timm encoder, e.g. timm:resnet18 (weights used when in the HF cache)")
     parser.add_argument("--timm-weights", help="a weights file for the timm encoder")
-    parser.add_argument("--vit-weights", help="timm ViT-Tiny weights to add a 'ViT timm weights' policy")
+    parser.add_argument("--vit-weights", help="timm ViT-Tiny weights: adds a 'ViT-Tiny timm weights' policy")
     parser.add_argument(
         "--vit-pretraining", action=argparse.BooleanOptionalAction, help="pretrain the ViT on shapes too"
     )
     args, rest = parser.parse_known_args(argv)
     trainer_kwargs = trainer_overrides(rest, parser)
+    if args.image_size is not None and (args.image_size < 16 or args.image_size % 8):
+        parser.error(
+            f"--image-size must be a multiple of 8 and at least 16 (the ViT cuts 8x8 patches), got {args.image_size}"
+        )
+    for flag, path in (("--timm-weights", args.timm_weights), ("--vit-weights", args.vit_weights)):
+        if path is not None and not Path(path).is_file():
+            parser.error(f"{flag} {path} is not a file")
 
     preset = PRESETS[args.preset]
     overrides = {
@@ -327,21 +332,31 @@ def main(argv: list[str] | None = None) -> None:
     }
     checkpoints = {stage: result["checkpoint"] for stage, result in pretrained.items()}
 
-    # 2. One policy per encoder, 3. evaluated in closed loop (on rank 0: the same episodes for all).
+    # 2. One policy per encoder, same demonstrations, trunk, head, optimiser and steps.
     demos = out / "demos"
-    rows = []
+    recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
+              "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "trainer": trainer_kwargs}  # fmt: skip
+    trained = []
     for arm in arms(preset, args.vit_weights, timm_weights):
         weights = checkpoints.get(arm.weights, arm.weights)
         folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-")
-        config = {"arm": asdict(arm), "weights": weights, "preset": asdict(preset), "trunk": TRUNK, "lr": LR,
-                  "trainer": trainer_kwargs}  # fmt: skip
-        trained = run_stage(out, folder, config, train_policy(arm, preset, demos, weights, group, trainer_kwargs))
-        if is_global_zero():
-            scored = run_stage(out / folder, "eval", config, evaluate_policy(arm, preset, trained["checkpoint"]))
-            rows.append((arm, trained, scored))
+        config = {"arm": asdict(arm), "weights": weights, **recipe}
+        trained.append(
+            (arm, run_stage(out, folder, config, train_policy(arm, preset, demos, weights, group, trainer_kwargs)))
+        )
     if not is_global_zero():
-        return
-    baselines = run_stage(out, "baselines", {"preset": asdict(preset)}, evaluate_baselines(preset))
+        return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer is finished
+
+    # 3. Every policy in closed loop on the same episodes, beside the expert and random actions.
+    episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
+    rows = []
+    for arm, result in trained:
+        policy = {"checkpoint": result["checkpoint"], "step": result["step"], **episodes}
+        folder = Path(result["checkpoint"]).parent
+        rows.append(
+            (arm, result, run_stage(folder, "eval", policy, evaluate_policy(preset, result["checkpoint"]), cheap=True))
+        )
+    baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
 
     # 4. The report.
     text = report(args.preset, rows, baselines, pretrained)
@@ -357,6 +372,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"report: {out / 'report.md'}  figure: {figure}  ({(time.perf_counter() - started) / 60:.1f} min)")
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def trainer_overrides(rest: list[str], parser: argparse.ArgumentParser) -> dict:
     """``--trainer.devices 2 --trainer.strategy=ddp`` -> {"devices": 2, "strategy": "ddp"} (YAML values)."""
     settings, i = {}, 0
@@ -368,7 +390,10 @@ def trainer_overrides(rest: list[str], parser: argparse.ArgumentParser) -> dict:
             if i + 1 >= len(rest):
                 parser.error(f"{key} needs a value")
             i, value = i + 1, rest[i + 1]
-        settings[key.removeprefix("--trainer.")] = yaml.safe_load(value)
+        name = key.removeprefix("--trainer.")
+        if name not in inspect.signature(L.Trainer).parameters:
+            parser.error(f"the Trainer has no setting {name!r} (see lightning.pytorch.Trainer's arguments)")
+        settings[name] = yaml.safe_load(value)
         i += 1
     return settings
 

@@ -33,16 +33,21 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def run_stage(out: Path, name: str, config: dict, work: Callable[[Path, str | None], dict]) -> dict:
+def run_stage(
+    out: Path, name: str, config: dict, work: Callable[[Path, str | None], dict], cheap: bool = False
+) -> dict:
     """Run ``work(folder, resume_from)`` once for this ``config``, or return the result it stored before.
 
     ``resume_from`` is the stage's ``checkpoints/last.ckpt`` when an earlier attempt left one, else None.
+    A ``cheap`` stage (an evaluation: no training to lose) is simply run again when its configuration changed.
     """
     folder = out / name
     config = json.loads(json.dumps(config))  # tuples become lists, as they come back from disk
     if (folder / CONFIG).exists():
         saved = json.loads((folder / CONFIG).read_text())
-        if saved != config:
+        if saved != config and cheap:
+            (folder / RESULT).unlink(missing_ok=True)
+        elif saved != config:
             changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             raise StageConfigError(
                 f"stage {name!r} in {folder} was run with another configuration (differs in: {', '.join(changed)}); "

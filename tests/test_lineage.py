@@ -68,7 +68,9 @@ def test_report_has_every_encoder_and_the_baselines(run):
 
 def test_every_policy_was_trained_for_the_same_steps_and_recorded(run):
     cwd, _ = run
-    for folder in sorted((cwd / "out").glob("policy-*")):
+    folders = sorted((cwd / "out").glob("policy-*"))
+    assert len(folders) == len(ARMS)
+    for folder in folders:
         assert torch.load(folder / "policy.ckpt", weights_only=True, map_location="cpu")["global_step"] == 4
         assert (folder / "eval" / "result.json").is_file() and (folder / "eval" / "rollouts.gif").is_file()
     frozen = json.loads((cwd / "out" / "policy-resnet-frozen" / "result.json").read_text())
@@ -97,6 +99,9 @@ def test_a_rerun_skips_finished_stages_and_resumes_an_interrupted_one(run, env):
     # two pretrainings, the other policies, every evaluation, the baselines
     assert result.stdout.count("done before") == 2 + (len(ARMS) - 1) + len(ARMS) + 1
     assert "policy-vit-scratch (resuming from" in result.stdout
+    assert "Restored all states from the checkpoint" in result.stderr  # Lightning did resume, not restart
+    resumed = json.loads((out / "policy-vit-scratch" / "result.json").read_text())
+    assert resumed["step"] == 4 and resumed["train_seconds"] > 0  # the Timer's count survives the resume
     after = {p: p.stat().st_mtime for p in out.glob("*/*.ckpt")}
     changed = {p.parent.name for p in before if after[p] != before[p]}
     assert changed == {"policy-vit-scratch"}
@@ -109,6 +114,29 @@ def test_a_different_setting_in_the_same_folder_is_refused(run, env):
     assert "was run with another configuration" in result.stderr and "--out" in result.stderr
 
 
+def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
+    cwd, _ = run
+    result = lineage(cwd, env, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--eval-episodes", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("done before") == 2 + len(ARMS)  # pretraining and training; every evaluation anew
+    assert "same 3 episodes" in (cwd / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image-size", "12"], "--image-size must be a multiple of 8"),
+        (["--steps", "0"], "must be a positive integer"),
+        (["--trainer.max_stepz", "3"], "the Trainer has no setting 'max_stepz'"),
+        (["--vit-weights", "missing.safetensors"], "--vit-weights missing.safetensors is not a file"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, env, args, message):
+    result = lineage(tmp_path, env, *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_whole_pipeline_on_two_ddp_processes(tmp_path, env):
     result = lineage(tmp_path, env, "--no-vit-pretraining", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                      "--trainer.strategy", "ddp")  # fmt: skip
@@ -117,3 +145,4 @@ def test_the_whole_pipeline_on_two_ddp_processes(tmp_path, env):
     assert list(success) == [a for a in ARMS if a != "ViT fine-tuned"] + ["expert", "random"]
     ckpt = torch.load(tmp_path / "out" / "policy-resnet-scratch" / "policy.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 4
+    assert "MEMBER: 2/2" in result.stderr  # both ranks joined every stage

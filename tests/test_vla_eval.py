@@ -145,6 +145,14 @@ def test_shuffled_instructions_are_all_someone_elses():
     assert sorted(mixed) == sorted(tasks) and all(a != b for a, b in zip(tasks, mixed))
 
 
+def test_one_episode_evaluates_and_zero_is_refused():
+    expert = ScriptedExpert(noise=0.0)
+    results, _ = evaluate(expert, WORLD, episodes=1, seeds=1, conditions=("policy", "blank"), progress=False)
+    assert results["policy"].episodes == results["blank"].episodes == 1  # no shuffled ablation asked, none built
+    with pytest.raises(ValueError, match="at least one episode"):
+        evaluate(expert, WORLD, episodes=0, seeds=1, progress=False)
+
+
 def test_language_ablations_tell_the_agent_something_else_in_the_same_scenes():
     seen = []
 

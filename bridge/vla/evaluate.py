@@ -194,20 +194,21 @@ def evaluate(
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
         raise ValueError(f"unknown conditions {unknown}; choose from {', '.join(CONDITIONS)}")
+    if episodes < 1 or seeds < 1:
+        raise ValueError(f"evaluation needs at least one episode and one seed, got episodes={episodes}, seeds={seeds}")
     config = ReachConfig(**(env_config or {}))
     seed_list = eval_seeds(episodes, seeds)
-    tasks = _instructions(seed_list, env_config)
-    agents: dict[str, tuple[Agent, Sequence[str] | None]] = {
-        "policy": (policy, None),
-        "blank": (policy, [""] * len(seed_list)),
-        "shuffled": (policy, shuffled(tasks)),
-        "expert": (ScriptedExpert(noise=expert_noise, step_size=config.step_size, seed=0), None),
-        "random": (RandomAgent(seed=0), None),
-    }
+    told: dict[str, Sequence[str] | None] = {"blank": [""] * len(seed_list)}
+    if "shuffled" in conditions:  # every episode told another one's instruction (needs two episodes or more)
+        told["shuffled"] = shuffled(_instructions(seed_list, env_config))
+    agents: dict[str, Agent] = {
+        "policy": policy, "blank": policy, "shuffled": policy,
+        "expert": ScriptedExpert(noise=expert_noise, step_size=config.step_size, seed=0),
+        "random": RandomAgent(seed=0),
+    }  # fmt: skip
     results, rolled = {}, {}
     for name in conditions:
-        agent, told = agents[name]
-        stream = rollouts(agent, seed_list, env_config, num_envs, told, record)
+        stream = rollouts(agents[name], seed_list, env_config, num_envs, told.get(name), record)
         eps = list(tqdm(stream, total=len(seed_list), desc=f"eval {name}", unit="ep", disable=not progress))
         rolled[name], results[name] = eps, summarise(name, eps, seeds)
     return results, rolled

@@ -204,7 +204,7 @@ def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, gro
             "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
             "encoder_macs": count_macs(encoder, frame),
             "train_seconds": seconds,
-            "images_per_second": frames / seconds,
+            "images_per_second": frames / seconds if seconds > 0 else math.nan,  # 0 s: a checkpoint without a Timer
             "val_action_mae": action_mae,
         }
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge import vla_cli
+from bridge.analysis.tables import markdown_table
 
 
 def human(n: float) -> str:
@@ -68,12 +69,6 @@ def zoo_summary(args: argparse.Namespace) -> None:
     table.add_section()
     table.add_row("total", "", "", f"{summary.total_params:,}", human(summary.total_macs))
     Console().print(table)
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def analyze_gradient_flow(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from bridge.analysis.plots import plot_bars
 from bridge.analysis.summary import count_macs
+from bridge.analysis.tables import markdown_table
 from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier, LastCheckpoint
 from bridge.lit.lightning_cli import wandb_offline
@@ -43,6 +44,7 @@ from recipes.stages import run_stage
 # The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
 TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
 LR, WARMUP = 2e-3, 100  # AdamW for every policy: only the encoder and its first weights differ
+BASELINES = (("expert", "ceiling"), ("random", "floor"))
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ def evaluate_baselines(preset: Preset):
     def work(folder: Path, resume: str | None) -> dict:
         env = {"image_size": preset.image_size, "paraphrases": "all"}
         results, _ = evaluate(
-            None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("expert", "random")
+            None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=[n for n, _ in BASELINES]
         )
         return {name: asdict(r) for name, r in results.items()}
 
@@ -239,24 +241,25 @@ def evaluate_baselines(preset: Preset):
 # -- report ------------------------------------------------------------------------------------------------
 
 
+def rate(result: dict) -> float:
+    """The success rate of a stored ``ConditionResult`` (its property does not survive ``asdict``)."""
+    return result["successes"] / result["episodes"]
+
+
 def success_cell(result: dict) -> str:
     low, high = result["ci95"]
-    return f"{100 * result['successes'] / result['episodes']:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+    return f"{100 * rate(result):.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
 
 
 def report(preset_name: str, rows: list[tuple[Arm, dict, dict]], baselines: dict, pretrained: dict) -> str:
     header = ["encoder", "init", "params", "MACs", "train s", "images/s", "success [95% CI]", "action MAE"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for arm, trained, scored in rows:
-        params, macs = trained["encoder_params"] / 1e6, trained["encoder_macs"] / 1e6
-        lines.append(
-            f"| {arm.label} | {arm.init} | {params:.2f} M | {macs:.1f} M | {trained['train_seconds']:.0f} "
-            f"| {trained['images_per_second']:.0f} | {success_cell(scored)} | {trained['val_action_mae']:.3f} |"
-        )
-    for name in ("expert", "random"):
-        lines.append(
-            f"| {name} | {'ceiling' if name == 'expert' else 'floor'} | | | | | {success_cell(baselines[name])} | |"
-        )
+    table = [
+        [arm.label, arm.init, f"{t['encoder_params'] / 1e6:.2f} M", f"{t['encoder_macs'] / 1e6:.1f} M",
+         f"{t['train_seconds']:.0f}", f"{t['images_per_second']:.0f}", success_cell(scored),
+         f"{t['val_action_mae']:.3f}"]
+        for arm, t, scored in rows
+    ]  # fmt: skip
+    table += [[name, role, "", "", "", "", success_cell(baselines[name]), ""] for name, role in BASELINES]
     notes = "\n".join(
         f"- {r['model']} pretrained on shapes: validation accuracy {r['val_acc']:.1%} in {r['seconds']:.0f} s"
         for r in pretrained.values()
@@ -268,8 +271,7 @@ Closed-loop success on the same {episodes} episodes of bridge/Reach-v0 (held-out
 Params and MACs are the encoder's, on one frame; images/s is training throughput; action MAE is
 the validation error of the first predicted action against the expert's, in action units.
 
-{chr(10).join(lines)}
-
+{markdown_table(header, table)}
 {notes}
 """
 
@@ -361,11 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     # 4. The report.
     text = report(args.preset, rows, baselines, pretrained)
     (out / "report.md").write_text(text)
-    values = {arm.label: 100 * s["successes"] / s["episodes"] for arm, _, s in rows}
-    errors = {arm.label: tuple(100 * c for c in s["ci95"]) for arm, _, s in rows}
-    for name in ("expert", "random"):
-        values[name] = 100 * baselines[name]["successes"] / baselines[name]["episodes"]
-        errors[name] = tuple(100 * c for c in baselines[name]["ci95"])
+    scores = {arm.label: scored for arm, _, scored in rows} | {name: baselines[name] for name, _ in BASELINES}
+    values = {label: 100 * rate(s) for label, s in scores.items()}
+    errors = {label: (100 * s["ci95"][0], 100 * s["ci95"][1]) for label, s in scores.items()}
     figure = plot_bars(values, errors, "closed-loop success (%)", out / "success.png")
     log_report(out, group, rows, baselines, figure)
     print(text)
@@ -409,12 +409,11 @@ def log_report(out: Path, group: str, rows: list, baselines: dict, figure: Path)
     for arm, trained, scored in rows:
         table.add_data(
             arm.label, arm.init, trained["encoder_params"], trained["encoder_macs"], trained["train_seconds"],
-            trained["images_per_second"], scored["successes"] / scored["episodes"], *scored["ci95"],
+            trained["images_per_second"], rate(scored), *scored["ci95"],
             trained["val_action_mae"],
         )  # fmt: skip
-    for name in ("expert", "random"):
-        b = baselines[name]
-        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, b["successes"] / b["episodes"], *b["ci95"], math.nan)
+    for name, _ in BASELINES:
+        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, rate(baselines[name]), *baselines[name]["ci95"], math.nan)
     run.log({"lineage/results": table, "lineage/success": wandb.Image(str(figure))})
     run.finish()
 

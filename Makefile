@@ -1,4 +1,4 @@
-# `make demo` runs the main job and `make test` the test suite; each first sets up .venv if needed.
+# `make demo` runs the main job and `make test` the checks and the test suite; each first sets up .venv if needed.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,11 +17,15 @@ install: $(STAMP)
 demo: install
 	$(PY) -m bridge run lineage --preset tiny
 
+# Style and import direction first (seconds), then the suite.
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 --durations=10
 
 bench: install
 	$(PY) benchmarks/zoo_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache runs wandb lightning_logs
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache .grimp_cache runs wandb lightning_logs

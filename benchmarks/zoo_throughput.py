@@ -38,7 +38,7 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from bridge.models import create_model, import_weights, list_models, model_info
-from bridge.models.timm_compat import create_twin
+from bridge.models.twins import create_twin
 
 TARGET = 0.97
 MODES = ("train", "infer")

@@ -12,8 +12,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bridge import vla_cli
 from bridge.analysis.tables import markdown_table
+from bridge.errors import BridgeError, UnknownNameError
 
 
 def human(n: float) -> str:
@@ -32,7 +32,7 @@ def zoo_list(args: argparse.Namespace) -> None:
 
     names = list_models(args.pattern)
     if not names:
-        raise SystemExit(f"no model matches {args.pattern!r}; try `python -m bridge zoo list`")
+        raise UnknownNameError(f"no model matches {args.pattern!r}; try `python -m bridge zoo list`")
     table = Table(title="bridge zoo (MACs of one image at the default input)")
     for column in ("name", "family", "params", "MACs", "input", "twin"):
         table.add_column(column, justify="right" if column in ("params", "MACs") else "left")
@@ -152,30 +152,33 @@ def analyze_receptive_field(args: argparse.Namespace) -> None:
 
 
 def analyze_bottleneck(args: argparse.Namespace) -> None:
-    """ResNet-50's 1x1-3x3-1x1 block against two 3x3 convolutions on the same 4*width-channel tensor."""
+    """ResNet-50's 1x1-3x3-1x1 block against basic blocks: the paper's (on the narrow tensor) and one as wide."""
     import torch
 
     from bridge.analysis.summary import count_macs
     from bridge.models.resnet import BasicBlock, Bottleneck
 
-    channels = 4 * args.width
-    x = torch.empty(1, channels, args.size, args.size, device="meta")
-    rows = []
+    w, wide = args.width, 4 * args.width
     with torch.device("meta"):
-        blocks = {
-            f"bottleneck 1x1 {args.width} -> 3x3 {args.width} -> 1x1 {channels}": Bottleneck(channels, args.width),
-            f"basic 3x3 {channels} -> 3x3 {channels}": BasicBlock(channels, channels),
-        }
-    for name, block in blocks.items():
+        blocks = [  # (name, tensor width, block)
+            (f"bottleneck 1x1 {w} -> 3x3 {w} -> 1x1 {wide}", wide, Bottleneck(wide, w)),
+            (f"basic 3x3 {w} -> 3x3 {w}", w, BasicBlock(w, w)),
+            (f"basic 3x3 {wide} -> 3x3 {wide}", wide, BasicBlock(wide, wide)),
+        ]
+    rows = []
+    for name, channels, block in blocks:
         params = sum(p.numel() for p in block.parameters() if p.ndim == 4)  # convolution weights
-        rows.append([name, params, count_macs(block, x)])
-    (_, p1, m1), (_, p2, m2) = rows
+        x = torch.empty(1, channels, args.size, args.size, device="meta")
+        rows.append([name, f"{channels}-d", params, count_macs(block, x)])
+    (_, _, p1, m1), _, (_, _, p2, m2) = rows
     table = markdown_table(
-        ["block", "conv weights", f"MACs at {args.size}x{args.size}"],
-        [[n, f"{p:,}", human(m)] for n, p, m in rows],
+        ["block", "tensor", "conv weights", f"MACs at {args.size}x{args.size}"],
+        [[n, t, f"{p:,}", human(m)] for n, t, p, m in rows],
     )
     print(table)
-    print(f"the bottleneck needs {p2 / p1:.1f}x fewer weights and {m2 / m1:.1f}x fewer MACs")
+    print(
+        f"on the same {wide}-d tensor the bottleneck needs {p2 / p1:.1f}x fewer weights and {m2 / m1:.1f}x fewer MACs"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name in LIGHTNING_COMMANDS:  # listed for --help; main() hands them to LightningCLI
         commands.add_parser(name, help=f"LightningCLI {name}: --config configs/<file>.yaml, any key overridable")
-    commands.add_parser("run", help=f"a recipe from recipes/: {', '.join(RECIPES)} (run <recipe> --help)")
+    commands.add_parser("run", help="a recipe: a multi-stage job (python -m bridge run --help lists them)")
 
     zoo = commands.add_parser("zoo", help="the model zoo: list models, summarise one layer by layer")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="<zoo command>", required=True)
@@ -222,24 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=56, help="feature map side for the MAC count")
     p.set_defaults(func=analyze_bottleneck)
 
+    from bridge.vla import cli as vla_cli
+
     vla_cli.register(commands)
     return parser
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-RECIPES = ("lineage", "degradation", "shortcuts")
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that carry their own fix, shown as one line instead of a traceback.
+    """Errors that carry their own fix, shown as one line instead of a traceback; anything else is a bug.
 
-    Called in the ``except`` clause, so Lightning is imported only when something went wrong.
+    Called once an exception is caught, so Lightning is imported only when something went wrong.
     """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from bridge.lit.classifier import NonFiniteLossError
-
-    return NonFiniteLossError, MisconfigurationException, FileNotFoundError, KeyError, ValueError
+    return BridgeError, MisconfigurationException
 
 
 def lightning(argv: list[str]) -> None:
@@ -250,12 +252,18 @@ def lightning(argv: list[str]) -> None:
 
 
 def run_recipe(argv: list[str]) -> None:
-    """``run <recipe> [options]``: the recipe module in recipes/ parses its own options."""
-    import importlib
+    """``run <recipe> [options]``: the recipe parses its own options. Without a name, list the recipes."""
+    from recipes import get_recipe, list_recipes
 
-    if not argv or argv[0] not in RECIPES:
-        raise SystemExit(f"usage: python -m bridge run {{{','.join(RECIPES)}}} [options]")
-    importlib.import_module(f"recipes.{argv[0]}").main(argv[1:])
+    if argv and not argv[0].startswith("-"):
+        return get_recipe(argv[0])(argv[1:])
+    listing = "\n".join(f"  {name:<16}{summary}" for name, summary in list_recipes().items())
+    text = f"usage: python -m bridge run <recipe> [options]  (<recipe> --help: its options)\n\nrecipes:\n{listing}"
+    if argv and argv[0] in ("-h", "--help"):
+        print(text)
+        return
+    print(text, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,8 +275,10 @@ def main(argv: list[str] | None = None) -> None:
             return run_recipe(argv[1:])
         args = build_parser().parse_args(argv)
         args.func(args)
-    except user_errors() as err:
-        raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
+    except Exception as err:  # not SystemExit: --help and argparse's own errors pass, without importing Lightning
+        if not isinstance(err, user_errors()):
+            raise  # a bug: its traceback is the report
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recipes.compare import is_global_zero
+from bridge.errors import ConfigError
+from recipes.kit import is_global_zero
 
 RESULT, CONFIG = "result.json", "stage.json"
 
 
-class StageConfigError(ValueError):
+class StageConfigError(ConfigError):
     """A stage folder holds the work of another configuration."""
 
 

@@ -21,6 +21,7 @@ from torch import nn  # noqa: E402
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: a few seconds or more on 2 CPU cores (still part of the default run; -m 'not slow' skips it)"

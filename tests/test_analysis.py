@@ -22,6 +22,7 @@ from bridge.analysis.receptive_field import (
     receptive_field,
     sequential_receptive_field,
 )
+from bridge.analysis.summary import summarize
 
 
 def test_stacked_3x3_convolutions_see_what_one_bigger_convolution_sees():
@@ -34,11 +35,43 @@ def test_stacked_3x3_convolutions_see_what_one_bigger_convolution_sees():
 
 def test_measured_receptive_field_matches_the_analytic_one():
     stack = nn.Sequential(*[nn.Conv2d(2, 2, 3, padding=1) for _ in range(3)])
-    assert measured_size(gradient_map(stack, "2", (2, 21, 21), samples=2)) == 7 == sequential_receptive_field(stack, "2")
+    assert (
+        measured_size(gradient_map(stack, "2", (2, 21, 21), samples=2)) == 7 == sequential_receptive_field(stack, "2")
+    )
     vgg = create_model("vgg11")  # conv, pool, conv, pool: 3 + 1 + 2*2 = 8 ... up to 3x3/1 after 2 pools
     for layer in ("features.0", "features.3", "features.8"):
         measured = measured_size(gradient_map(vgg, layer, (3, 64, 64), samples=2))
         assert measured == sequential_receptive_field(vgg, layer), layer
+
+
+def test_analytic_receptive_field_follows_residual_branches():
+    # resnet20: 3x3 stem, then 3 stages of 3 basic blocks (two 3x3 each); stages 2 and 3 start with stride 2.
+    resnet = create_model("resnet20")
+    for layer, expected in [("layer1.0", 7), ("layer1", 15), ("layer2.0.branch", 21), ("layer2", 37), ("layer3", 81)]:
+        assert sequential_receptive_field(resnet, layer) == expected, layer
+        if layer.startswith("layer") and "." not in layer:  # the three stages, measured too
+            measured = measured_size(gradient_map(resnet, layer, (3, 96, 96), samples=2))
+            assert measured == expected, (layer, measured)
+    # A projection shortcut (option C, 1x1 with the stride) never sees more than its branch.
+    assert sequential_receptive_field(create_model("resnet20", shortcut="C"), "layer3") == 81
+    with pytest.raises(KeyError, match="no layer 'layer9'"):
+        sequential_receptive_field(resnet, "layer9")
+
+
+def test_block_summary_splits_plain_stacks_at_their_pools_and_fc_layers():
+    with torch.device("meta"):
+        rows = summarize(create_model("lenet5"), (1, 32, 32), depth="block").rows
+        blocks = summarize(create_model("resnet20"), (3, 32, 32), depth="block").rows
+    assert [(r.name, r.output_shape[1:], r.params) for r in rows] == [
+        ("features.conv1-pool1", (6, 14, 14), 156),
+        ("features.conv2-pool2", (16, 5, 5), 2_416),
+        ("classifier.flatten-act1", (120,), 48_120),
+        ("classifier.fc2-act2", (84,), 10_164),
+        ("classifier.fc3", (10,), 850),
+    ]
+    assert [r.name for r in blocks if r.name.startswith("layer")] == [
+        f"layer{i}.{j}" for i in (1, 2, 3) for j in range(3)
+    ]
 
 
 def test_residual_blocks_pass_more_gradient_to_the_first_block_than_plain_ones():
@@ -98,8 +131,9 @@ def test_gradient_flow_command(tmp_path, env):
 
 
 def test_degradation_recipe_end_to_end_on_a_sliver_of_data(tmp_path, env):
-    out = bridge("run", "degradation", "--epochs", "1", "--limit-batches", "1", "--out", "d",
-                 "--accelerator", "cpu", "--devices", "1", cwd=tmp_path, env=env)  # fmt: skip
+    out = bridge("run", "degradation", "--epochs", "1", "--trainer.limit_train_batches", "1",
+                 "--trainer.limit_val_batches", "1", "--out", "d", "--trainer.accelerator", "cpu",
+                 "--trainer.devices", "1", cwd=tmp_path, env=env)  # fmt: skip
     curves = json.loads((tmp_path / "d" / "cpu" / "curves.json").read_text())
     assert set(curves) == {"plain-20", "plain-56", "ResNet-20", "ResNet-56", "ViT-12", "ViT-12 no skip"}
     assert all(len(c["train"]) == 1 and len(c["test"]) == 1 for c in curves.values())
@@ -111,9 +145,12 @@ def test_degradation_recipe_end_to_end_on_a_sliver_of_data(tmp_path, env):
 
 
 def test_shortcuts_recipe_counts_the_projection_parameters(tmp_path, env):
-    bridge("run", "shortcuts", "--models", "resnet20", "--epochs", "1", "--limit-batches", "2", "--out", "s",
-           "--accelerator", "cpu", "--devices", "1", cwd=tmp_path, env=env)  # fmt: skip
+    bridge("run", "shortcuts", "--models", "resnet20", "--epochs", "1", "--trainer.limit_train_batches", "2",
+           "--trainer.limit_val_batches", "2", "--out", "s", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+           cwd=tmp_path, env=env)  # fmt: skip
     table = (tmp_path / "s" / "shortcuts.md").read_text()
-    params = {opt: int(re.search(rf"\| resnet20 {opt} \| ([\d,]+) \|", table).group(1).replace(",", "")) for opt in "ABC"}
+    params = {
+        opt: int(re.search(rf"\| resnet20 {opt} \| ([\d,]+) \|", table).group(1).replace(",", "")) for opt in "ABC"
+    }
     digits_resnet20 = sum(p.numel() for p in create_model("resnet20", in_chans=1).parameters())
     assert params["A"] == digits_resnet20 < params["B"] < params["C"]  # option A adds no parameters

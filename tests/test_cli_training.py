@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from wandb_records import logged_config, logged_metrics, logged_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,14 +138,15 @@ def test_torchrun_two_nodes_on_localhost(tmp_path, env):
     port = free_port()
     args = lenet("--trainer.accelerator", "cpu", "--trainer.num_nodes", "2", "--trainer.devices", "1",
                  "--trainer.strategy", "ddp")  # fmt: skip
-    nodes = [
-        subprocess.Popen(
-            [str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", f"--node-rank={rank}",
-             "--master-addr", "127.0.0.1", f"--master-port={port}", "-m", "bridge", *args],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for rank in (0, 1)
-    ]
+
+    def node(rank: int) -> subprocess.Popen:
+        cmd = [str(BIN / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", f"--node-rank={rank}",
+               "--master-addr", "127.0.0.1", f"--master-port={port}", "-m", "bridge", *args]  # fmt: skip
+        return subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+
+    nodes = [node(rank) for rank in (0, 1)]
     errors = [node.communicate(timeout=300)[1] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
     _assert_two_shards(tmp_path / "runs" / "lenet5_digits")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from wandb_records import logged_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,8 +127,8 @@ def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
     ("args", "message"),
     [
         (["--image-size", "12"], "--image-size must be a multiple of 8"),
-        (["--steps", "0"], "must be a positive integer"),
-        (["--trainer.max_stepz", "3"], "the Trainer has no setting 'max_stepz'"),
+        (["--steps", "0"], "Not of type PositiveInt: 0"),
+        (["--trainer.max_stepz", "3"], "unrecognized arguments: --trainer.max_stepz"),
         (["--vit-weights", "missing.safetensors"], "--vit-weights missing.safetensors is not a file"),
     ],
 )

@@ -36,7 +36,6 @@ class TinyData(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=32)
 
 
-
 def adamw(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=3e-3)
 
@@ -196,3 +195,20 @@ def test_every_config_parses_and_names_real_classes(config, capsys):
     assert done.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "class_path: bridge.lit." in printed and "seed_everything: 0" in printed
+
+
+def test_last_checkpoint_at_every_n_steps_and_at_every_epoch_end(tmp_path):
+    from bridge.lit.callbacks import LastCheckpoint
+
+    saved = []
+
+    class Record(L.Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            saved.append(trainer.global_step)
+
+    module = ImageClassifier("resnet20", num_classes=3, optimizer=adamw)
+    last = LastCheckpoint(tmp_path / "ckpt", every_n_train_steps=4)
+    trainer(tmp_path, callbacks=[last, Record()], max_epochs=2, limit_val_batches=0).fit(module, TinyData())
+    assert saved == [4, 6, 8, 12]  # 6 steps an epoch: steps 4 and 8, the epoch ends 6 and 12 (not twice)
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 12 and last.last_model_path == str(tmp_path / "ckpt" / "last.ckpt")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices
+from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices, history_indices
 from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
-from bridge.vla.env import ReachEnv, instructions
 from bridge.vla.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
+from bridge.vla.reach import ReachEnv, instructions
 
 TINY_WORLD = {"image_size": 32, "num_objects": 2}
 LEROBOT_KEYS = {"observation.image", "observation.state", "action", "task", "episode_index", "frame_index"}
@@ -102,6 +102,19 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
         load_demos(tmp_path / "no_action")
 
 
+def test_a_demo_set_written_before_worlds_had_names_loads_as_reach(demos, tmp_path):
+    _, meta, path = demos
+    old = shutil.copytree(path, tmp_path / "old")
+    legacy = {k: v for k, v in meta.items() if k not in ("world", "observation", "action_space")}
+    (old / "meta.json").write_text(json.dumps({"env_id": "bridge/Reach-v0", **legacy}))
+    loaded = load_demos(old)[1]
+    assert loaded["world"] == "reach" and loaded["action_space"] == meta["action_space"]
+    assert loaded["observation"] == meta["observation"] == {"image_size": 32, "state_dim": 2, "n_obs_steps": 1}
+    dm = DemoDataModule(path=str(old), episodes=None, batch_size=4)
+    dm.setup("fit")
+    assert dm.world == "reach" and dm.action_space.size == 2
+
+
 def test_save_refuses_to_overwrite(demos):
     dataset, meta, path = demos
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -141,6 +154,11 @@ def test_chunks_stay_inside_their_episode():
     ]  # fmt: skip
     with pytest.raises(ValueError, match="sorted"):
         chunk_indices(torch.tensor([1, 0]), 2)
+
+
+def test_frame_history_stays_inside_its_episode():
+    episode = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert history_indices(episode, 3).tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [3, 3, 3], [3, 3, 4], [5, 5, 5]]
 
 
 # -- language -------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""bridge/Reach-v0: determinism, the success rule, bad actions, vector envs, and the scripted expert."""
+"""The reach world (bridge/Reach-v0): determinism, the success rule, bad actions, vector envs, the expert."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import bridge.vla  # noqa: F401  (registers bridge/Reach-v0)
 from bridge.data.shapes import COLOURS
-from bridge.vla.demos import ScriptedExpert
-from bridge.vla.env import AGENT_COLOUR, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ReachEnv, instructions, make_vec
-from bridge.vla.evaluate import rollouts
+from bridge.vla import get_world
+from bridge.vla.reach import AGENT_COLOUR, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ReachEnv, ScriptedExpert, instructions
+from bridge.vla.rollout import rollouts
 
 
 def test_registered_and_checked_by_gymnasium():
@@ -112,7 +111,7 @@ def test_heldout_paraphrases_describe_the_same_scenes():
 
 
 def test_vector_env_matches_single_envs():
-    envs = make_vec(3, image_size=32)
+    envs = get_world("reach", image_size=32).make_vec(3)
     obs, info = envs.reset(seed=[10, 11, 12])
     for i, seed in enumerate((10, 11, 12)):
         single, single_info = ReachEnv(image_size=32).reset(seed=seed)

@@ -13,18 +13,22 @@ from transformers import AutoTokenizer
 
 from bridge.lit.classifier import ImageClassifier
 from bridge.lit.lightning_cli import BridgeCLI
-from bridge.lit.vla import VLAPolicy, load_policy
-from bridge.vla.demos import ScriptedExpert, load_demos
-from bridge.vla.evaluate import CONDITIONS, Episode, evaluate, rollouts, shuffled, wilson_interval, write_video
-from bridge.vla_cli import CONDITIONS as CLI_CONDITIONS
-from bridge.vla_cli import register
+from bridge.lit.vla import VLAPolicy
+from bridge.vla.cli import CONDITIONS as CLI_CONDITIONS
+from bridge.vla.cli import register
+from bridge.vla.demos import load_demos
+from bridge.vla.evaluate import CONDITIONS, evaluate, shuffled, wilson_interval, write_video
+from bridge.vla.loading import load_policy
+from bridge.vla.reach import ScriptedExpert
+from bridge.vla.rollout import Episode, rollouts
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = {"image_size": 32, "num_objects": 1}  # one object: a tiny policy learns to reach it in a few seconds
 TINY_POLICY = [
     "--model.init_args.policy.image_size", "32",
     "--model.init_args.policy.encoder_kwargs", '{"stem": "imagenet", "layers": [1], "widths": [8]}',
-    "--model.init_args.policy.dim", "32", "--model.init_args.policy.depth", "1", "--model.init_args.policy.num_heads", "2",
+    "--model.init_args.policy.dim", "32", "--model.init_args.policy.depth", "1",
+    "--model.init_args.policy.num_heads", "2",
     "--model.init_args.policy.text_dim", "16", "--model.init_args.policy.text_layers", "1",
     "--model.init_args.policy.head", "continuous",
     "--model.init_args.warmup_steps", "10",
@@ -61,7 +65,7 @@ def test_fit_writes_checkpoints_and_the_tokenizer(run):
     checkpoints = run / "run" / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} >= {"last.ckpt", "best.ckpt"}
     saved = torch.load(checkpoints / "last.ckpt", weights_only=True)  # plain data only
-    assert saved["hyper_parameters"]["world"] == load_demos(run / "demos")[1]["env"]
+    assert saved["hyper_parameters"]["policy"]["world_options"] == load_demos(run / "demos")[1]["env"]
     assert "tokenizer" in saved
     # rollout_episodes > 0: closed-loop success is logged each validation and picks the best checkpoint
     assert any("'monitor': 'val/success'" in key for key in saved["callbacks"])
@@ -73,9 +77,9 @@ def test_fit_writes_checkpoints_and_the_tokenizer(run):
 
 
 def test_closed_loop_expert_ceiling_above_policy_above_random_floor(run):
-    module = load_policy(run / "run" / "checkpoints" / "last.ckpt")
+    policy = load_policy(run / "run" / "checkpoints" / "last.ckpt")
     results, episodes = evaluate(
-        module.policy.as_agent(), module.hparams.world, episodes=30, seeds=1, conditions=("policy", "expert", "random"),
+        policy.as_agent(), policy.config.world_options, episodes=30, seeds=1, conditions=("policy", "expert", "random"),
         progress=False,
     )  # fmt: skip
     expert, policy, random = (results[k].success_rate for k in ("expert", "policy", "random"))
@@ -120,9 +124,35 @@ def test_a_checkpoint_of_another_configuration_names_the_mismatch(run, tmp_path)
         vla("eval", "--ckpt", str(tmp_path / "missing.ckpt"))
 
 
+def test_a_checkpoint_its_exported_folder_and_an_older_checkpoint_act_the_same(run, tmp_path):
+    ckpt = run / "run" / "checkpoints" / "last.ckpt"
+    vla("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "policy"))
+    saved = torch.load(ckpt, weights_only=True)
+    # As written before worlds had names: the world's settings in their own hyperparameter.
+    saved["hyper_parameters"]["world"] = saved["policy_config"]["world_options"]
+    for key in ("world", "world_options", "action_dim", "state_dim"):
+        saved["policy_config"].pop(key)
+        saved["hyper_parameters"]["policy"].pop(key)
+    torch.save(saved, tmp_path / "old.ckpt")
+    policies = [load_policy(p) for p in (ckpt, tmp_path / "policy", tmp_path / "old.ckpt")]
+    assert policies[2].config == policies[0].config and policies[0].config.world_options == WORLD | {
+        "max_steps": 40, "step_size": 0.1, "success_radius": 0.15, "object_radius": 0.16, "agent_radius": 0.08,
+        "min_separation": 0.5, "start_clearance": 0.3, "paraphrases": "train",
+    }  # fmt: skip
+    images, states = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8), torch.rand(4, 2) * 2 - 1
+    actions = [p.predict(images, states, ["go to the red circle"] * 4) for p in policies]
+    assert torch.equal(actions[0], actions[1]) and torch.equal(actions[0], actions[2])
+    summary = vla("eval", "--ckpt", str(tmp_path / "policy"), "--episodes", "2", "--seeds", "1", "--conditions",
+                  "policy", "--video", "none", "--no-wandb")  # fmt: skip
+    assert summary["world"] == "reach" and summary["env"]["image_size"] == 32
+    assert (tmp_path / "eval" / "policy" / "results.json").is_file()
+    with pytest.raises(ValueError, match="already exists"):
+        vla("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "policy"))
+
+
 def test_collect_command_writes_a_dataset_and_will_not_overwrite(tmp_path):
     out = tmp_path / "demos"
-    vla("collect", "--episodes", "3", "--out", str(out), "--image-size", "32", "--num-objects", "2")
+    vla("collect", "--episodes", "3", "--out", str(out), "--env", "image_size=32", "num_objects=2")
     dataset, meta = load_demos(out)
     assert meta["num_episodes"] == 3 and meta["env"]["num_objects"] == 2 and len(dataset) == meta["num_frames"]
     with pytest.raises(ValueError, match="--overwrite"):
@@ -174,7 +204,7 @@ def test_videos_tile_episodes_of_different_lengths(tmp_path, suffix):
 
     def episode(length: int, success: bool) -> Episode:
         frames = [np.full((16, 16, 3), 40 * t, np.uint8) for t in range(length)]
-        return Episode(0, "go to the red circle", "go to the red circle", success, length - 1, np.zeros(2), frames)
+        return Episode(0, "go to the red circle", "go to the red circle", success, length - 1, frames)
 
     path = write_video(
         [episode(3, True), episode(5, False), episode(2, True)], tmp_path / f"rollouts.{suffix}", columns=2

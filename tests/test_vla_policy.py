@@ -7,11 +7,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 from bridge.lit.classifier import ImageClassifier
 from bridge.nn.film import FiLM
-from bridge.vla.env import instructions
+from bridge.vla.config import PolicyConfig, config_mismatch
 from bridge.vla.language import train_tokenizer
-from bridge.vla.policy import Policy, PolicyConfig, config_mismatch
+from bridge.vla.loading import load_policy
+from bridge.vla.policy import Policy
+from bridge.vla.reach import instructions
 
 # A 16x16 world and a one-stage ResNet: 4x4 image tokens, fast enough to train in a test.
 TINY_ENCODER = {"stem": "imagenet", "layers": [1], "widths": [8]}
@@ -206,3 +209,44 @@ def test_agent_interface_returns_actions_in_the_space():
     actions = policy.as_agent()(obs, {})
     assert actions.shape == (5, 2) and actions.dtype == np.float32 and np.abs(actions).max() <= 1
     assert policy.training  # the agent restores the mode it found
+
+
+# -- saved policies ------------------------------------------------------------------------------------------
+
+
+STATS = {"action": {"min": [-0.5, -0.2], "max": [0.5, 0.9]}, "observation.state": {"min": [-1, -1], "max": [1, 0.5]}}
+
+
+def test_save_pretrained_and_from_pretrained_act_the_same(tmp_path):
+    policy = tiny_policy(head="continuous", conditioning="both", world_options={"image_size": 16}).eval()
+    policy.set_stats(STATS)
+    torch.nn.init.normal_(policy.encoder_films["layer1"].proj.weight)  # FiLM away from its zero start
+    policy.save_pretrained(tmp_path / "policy")
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "policy").iterdir()}
+    for loaded in (Policy.from_pretrained(tmp_path / "policy"), load_policy(tmp_path / "policy")):
+        assert loaded.config == policy.config and not loaded.training
+        images, states, tasks = frames(3), torch.rand(3, 2), ["go to the red circle", "", "approach the blue square"]
+        assert torch.equal(loaded.predict(images, states, tasks), policy.predict(images, states, tasks))
+        assert loaded.text.tokenizer.get_vocab() == policy.text.tokenizer.get_vocab()
+
+
+def test_the_loader_refuses_what_is_not_a_policy_and_says_why(tmp_path):
+    classifier = ImageClassifier("resnet20", num_classes=3, model_kwargs=TINY_ENCODER)
+    path = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    with pytest.raises(ConfigError, match="ImageClassifier checkpoint of resnet20.*checkpoint of a VLA run"):
+        load_policy(path)
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "weights.pth")
+    with pytest.raises(ConfigError, match="not a VLAPolicy checkpoint"):
+        load_policy(tmp_path / "weights.pth")
+    (tmp_path / "truncated.ckpt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CorruptFileError, match="truncated"):
+        load_policy(tmp_path / "truncated.ckpt")
+    with pytest.raises(MissingFileError, match="does not exist"):
+        load_policy(tmp_path / "missing.ckpt")
+    with pytest.raises(MissingFileError, match="without config.json"):
+        load_policy(tmp_path)
+    tiny_policy().save_pretrained(tmp_path / "policy")
+    (tmp_path / "policy" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(CorruptFileError, match="truncated or damaged"):
+        load_policy(tmp_path / "policy")

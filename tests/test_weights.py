@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from bridge import create_model, export_weights, import_weights
-from bridge.models.timm_compat import WeightsMismatchError, create_twin, read_state_dict
+from bridge.errors import BridgeError, ConfigError, CorruptFileError, MissingFileError
+from bridge.models.twins import create_twin
+from bridge.models.weights import WeightsMismatchError, load_file, read_state_dict
 
 SLOW = {"resnet152", "vit_base_patch16_224", "vit_small_patch16_224", "alexnet"} | {
     f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")
@@ -26,6 +28,7 @@ TWIN_INPUTS = {
     # VGG pools adaptively to 7x7, so 32x32 (the smallest five 2x2 pools allow) runs every layer.
     **{f"vgg{d}{bn}": (2, 3, 32, 32) for d in (11, 13, 16, 19) for bn in ("", "_bn")},
 }
+
 
 def _batch(x: torch.Tensor) -> torch.Tensor:
     """Another batch like ``x`` (at least 2 images: BatchNorm statistics need more than one value)."""
@@ -158,13 +161,133 @@ def test_missing_file(tmp_path):
         read_state_dict(tmp_path / "nope.safetensors")
 
 
+# ------------------------------------------------------------------------ one reader for every weights file
+
+
+def _tiny_state() -> dict[str, torch.Tensor]:
+    return {"fc.weight": torch.randn(4, 3), "fc.bias": torch.randn(4)}
+
+
+def _bad_file(kind: str, tmp_path: Path) -> Path:
+    """A file (or folder) that is not a loadable weights file, one kind each."""
+    state = _tiny_state()
+    if kind == "missing":
+        return tmp_path / "nope.pth"
+    if kind == "folder":
+        folder = tmp_path / "policy"
+        folder.mkdir()
+        save_file(state, str(folder / "model.safetensors"))
+        return folder
+    if kind == "empty":
+        (tmp_path / "empty.ckpt").touch()
+        return tmp_path / "empty.ckpt"
+    if kind.startswith("truncated"):  # a download or save cut off: half a zip, a safetensors file without its
+        whole = tmp_path / "whole"  # last bytes of data, one cut inside its header
+        torch.save(state, whole) if kind == "truncated_pth" else save_file(state, str(whole))
+        data = whole.read_bytes()
+        cut = {"truncated_pth": len(data) // 2, "truncated_safetensors": len(data) - 8, "truncated_header": 12}[kind]
+        path = tmp_path / ("cut.pth" if kind == "truncated_pth" else "cut.safetensors")
+        path.write_bytes(data[:cut])
+        return path
+    if kind == "code":
+        torch.save({**state, "payload": CodeOnLoad(tmp_path / "marker.txt")}, tmp_path / "evil.pth")
+        return tmp_path / "evil.pth"
+    if kind == "pickle_named_safetensors":
+        torch.save(state, tmp_path / "model.safetensors")
+        return tmp_path / "model.safetensors"
+    if kind == "text":
+        (tmp_path / "notes.pth").write_text("these are not weights\n")
+        return tmp_path / "notes.pth"
+    if kind == "other_zip":
+        import numpy as np
+
+        np.savez(tmp_path / "arrays.npz", a=np.zeros(3))
+        return tmp_path / "arrays.npz"
+    if kind == "not_a_dict":
+        torch.save([torch.zeros(2)], tmp_path / "list.pt")
+        return tmp_path / "list.pt"
+    raise AssertionError(kind)
+
+
+# kind -> (error class, words of the message that name the problem and the fix)
+BAD_FILES = {
+    "missing": (MissingFileError, ["does not exist", "check the path"]),
+    "folder": (MissingFileError, ["is a folder", "model.safetensors", "pass the file itself"]),
+    "empty": (CorruptFileError, ["empty", "save or fetch it again"]),
+    "truncated_pth": (CorruptFileError, ["truncated", "save or fetch it again"]),
+    "truncated_safetensors": (CorruptFileError, ["truncated", "save or fetch it again"]),
+    "truncated_header": (CorruptFileError, ["truncated", "save or fetch it again"]),
+    "code": (CorruptFileError, ["refusing to load", "run code", "_ran_code", "safetensors"]),
+    "pickle_named_safetensors": (CorruptFileError, ["named .safetensors", "torch pickle", "save_file", ".pth"]),
+    "text": (CorruptFileError, ["not a weights file", "torch.save"]),
+    "other_zip": (CorruptFileError, ["not a torch checkpoint", "torch.save"]),
+    "not_a_dict": (CorruptFileError, ["holds a list", "state_dict()"]),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_bad_weights_file_names_the_fix(kind, tmp_path):
+    path = _bad_file(kind, tmp_path)
+    error, words = BAD_FILES[kind]
+    for read in (load_file, read_state_dict, lambda p: import_weights(create_model("lenet5"), p)):
+        with pytest.raises(error) as info:
+            read(path)
+        assert isinstance(info.value, BridgeError)
+        message = str(info.value)
+        assert str(path) in message
+        assert all(word in message for word in words), message
+    assert not (tmp_path / "marker.txt").exists(), "loading ran code from the file"
+
+
+def test_load_file_returns_a_whole_lightning_checkpoint(tmp_path):
+    state = _tiny_state()
+    torch.save({"epoch": 3, "hyper_parameters": {"model": "lenet5"}, "state_dict": state}, tmp_path / "last.ckpt")
+    checkpoint = load_file(tmp_path / "last.ckpt")
+    assert checkpoint["epoch"] == 3 and checkpoint["hyper_parameters"] == {"model": "lenet5"}
+    assert all(torch.equal(checkpoint["state_dict"][k], v) for k, v in state.items())
+    assert read_state_dict(tmp_path / "last.ckpt").keys() == state.keys()
+
+
+def test_format_is_read_from_the_content_not_the_name(tmp_path):
+    state = _tiny_state()
+    save_file(state, str(tmp_path / "weights.pth"))  # safetensors under a torch name: read as what it is
+    torch.save(state, tmp_path / "weights.bin")
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for name in ("weights.pth", "weights.bin", "legacy.pt"):
+        loaded = load_file(tmp_path / name)
+        assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_a_checkpoint_without_tensors_is_named(tmp_path):
+    torch.save({"epoch": 3, "hyper_parameters": {}}, tmp_path / "meta.ckpt")
+    with pytest.raises(CorruptFileError, match="holds no tensors"):
+        read_state_dict(tmp_path / "meta.ckpt")
+
+
+def test_weights_mismatch_is_a_config_error():
+    assert issubclass(WeightsMismatchError, ConfigError) and issubclass(WeightsMismatchError, ValueError)
+
+
+def test_timm_adapter_weights_round_trip(helpers):
+    """A ``timm:`` model exports under timm's own names and imports a plain timm state dict."""
+    ours = helpers.randomize_(create_model("timm:test_resnet"), seed=7, calibrate=torch.randn(2, 3, 32, 32)).eval()
+    twin = timm.create_model("test_resnet").eval()
+    twin.load_state_dict(export_weights(ours), strict=True)
+    again = import_weights(create_model("timm:test_resnet").eval(), twin.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        helpers.assert_same_outputs(twin(x), ours(x))
+        helpers.assert_same_outputs(again(x), ours(x))
+
+
 def test_resnet18_weights_into_resnet34_list_missing_keys():
     with torch.device("meta"):  # the check runs before any tensor is copied
         small, big = create_twin("resnet18"), create_model("resnet34")
         ours_small = create_model("resnet18")
     expected_missing = sorted(set(big.state_dict()) - set(ours_small.state_dict()))
-    assert expected_missing and all(k.startswith(("layer1.2.", "layer2.2.", "layer2.3.", "layer3.", "layer4.2."))
-                                    for k in expected_missing)
+    assert expected_missing and all(
+        k.startswith(("layer1.2.", "layer2.2.", "layer2.3.", "layer3.", "layer4.2.")) for k in expected_missing
+    )
     with pytest.raises(WeightsMismatchError) as info:
         import_weights(big, small)
     message = str(info.value)
@@ -192,8 +315,10 @@ def test_misshaped_head_is_listed_and_drop_head_loads_the_rest(twin18, helpers):
     assert all(torch.equal(v, head_before[k]) for k, v in ours.fc.state_dict().items()), "the head must stay"
     with torch.no_grad():
         helpers.assert_same_outputs(ours.forward_features(x), twin.forward_features(x))
-        helpers.assert_same_outputs(ours.forward_head(ours.forward_features(x), pre_logits=True),
-                                    twin.forward_head(twin.forward_features(x), pre_logits=True))
+        helpers.assert_same_outputs(
+            ours.forward_head(ours.forward_features(x), pre_logits=True),
+            twin.forward_head(twin.forward_features(x), pre_logits=True),
+        )
         assert ours(x).shape == (2, 10)
 
 
@@ -246,7 +371,9 @@ def test_vit_resampled_like_timm(patch_size, vit_tiny_file):
 def test_vit_resampled_like_timm_same_token_count_other_grid(vit_tiny_file):
     """img_size (448, 112): a 28x7 grid of 196 patches, as many as the 14x14 grid the weights were made for."""
     reference = timm.create_model(
-        "vit_tiny_patch16_224", img_size=(448, 112), pretrained=True,
+        "vit_tiny_patch16_224",
+        img_size=(448, 112),
+        pretrained=True,
         pretrained_cfg_overlay=dict(file=str(vit_tiny_file)),
     ).eval()
     ours = import_weights(create_model("vit_tiny_patch16_224", img_size=(448, 112)).eval(), vit_tiny_file)

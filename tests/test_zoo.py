@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bridge import EncoderOutput, create_model, list_models
-from bridge.models import ZooModel, model_info
+from bridge.errors import BridgeError, ConfigError, UnknownNameError
+from bridge.models import UnknownArgumentError, ZooModel, create_model_for_input, model_info
 
 # The table from the issue, pinned here independently of the registry.
 ISSUE_PARAMS = {
@@ -68,9 +71,7 @@ GEOMETRY = {**LENET, **ALEXNET, **VGG, **RESNET_IMAGENET, **RESNET_CIFAR, **VIT}
 # ViTs above tiny at 224x224): their shape checks run on the meta device, which runs every layer's shape
 # logic without allocating or computing anything. Their numerics are checked against timm/torchvision in
 # test_weights.py.
-ON_META = {
-    "alexnet", *VGG, "resnet50", "resnet101", "resnet152", "vit_small_patch16_224", "vit_base_patch16_224"
-}
+ON_META = {"alexnet", *VGG, "resnet50", "resnet101", "resnet152", "vit_small_patch16_224", "vit_base_patch16_224"}
 
 
 def device_for(name: str) -> str:
@@ -84,7 +85,7 @@ def build(name: str, device: str = "cpu", **kwargs) -> ZooModel:
         return create_model(name, **kwargs).eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_model(name: str) -> ZooModel:
     """Default-settings models on the meta device, built once per process (they hold no data to change)."""
     with torch.device("meta"):
@@ -324,3 +325,94 @@ def test_unknown_kwarg_is_named(name):
     message = str(info.value)
     assert "bogus_option" in message
     assert re.search(r"\bnum_classes\b", message), "the error should list what the model does take"
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, named",
+    [
+        ("vit_tiny_patch16_224", dict(patch_size=0), "patch_size"),
+        ("vit_tiny_patch16_224", dict(img_size=0), "img_size"),
+        ("vit_tiny_patch16_224", dict(img_size=-32), "img_size"),
+        ("vit_tiny_patch16_224", dict(img_size=(64, 0)), "img_size"),
+        ("vit_tiny_patch16_224", dict(depth=-1), "depth"),
+        ("vit_tiny_patch16_224", dict(num_heads=5), "num_heads"),
+        ("vit_tiny_patch16_224", dict(img_size=60, patch_size=16), "multiple of patch_size"),
+        ("resnet18", dict(widths=(64, -128, 256, 512)), "widths"),
+        ("resnet18", dict(layers=(2, -1, 2, 2)), "layers"),
+        ("resnet18", dict(layers=(2, 2)), "same length"),
+        ("resnet20", dict(in_chans=0), "in_chans"),
+        ("resnet20", dict(num_classes=-3), "num_classes"),
+        ("resnet20", dict(block="wide"), "block"),
+        ("lenet5", dict(in_chans=2.5), "in_chans"),
+        ("alexnet", dict(num_classes=-1), "num_classes"),
+        ("vgg11", dict(in_chans=0), "in_chans"),
+    ],
+)
+def test_bad_settings_are_named_before_torch_fails(name, kwargs, named):
+    with torch.device("meta"), pytest.raises(ConfigError, match=re.escape(named)):
+        create_model(name, **kwargs)
+
+
+def test_unknown_kwarg_is_a_bridge_error_and_a_type_error():
+    with pytest.raises(UnknownArgumentError) as info:
+        create_model("resnet20", patch_size=4)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, BridgeError)
+    assert isinstance(model_info("resnet20").model_cls, type)  # read from the builder's return annotation
+
+
+def test_unknown_name_is_a_bridge_error():
+    with pytest.raises(UnknownNameError, match="resnet50"):
+        create_model("resnet5")
+
+
+# --------------------------------------------------------------------------------- family hooks
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, sites",
+    [
+        ("resnet20", {}, ["layer1", "layer2", "layer3"]),
+        ("resnet18", {}, ["layer1", "layer2", "layer3", "layer4"]),
+        ("vit_tiny_patch16_224", dict(img_size=32, depth=3), ["blocks.0", "blocks.1", "blocks.2"]),
+        ("lenet5", {}, []),
+        ("alexnet", {}, []),
+        ("vgg11", {}, []),
+        ("timm:test_resnet", dict(num_classes=0), ["model.act1"] + [f"model.layer{i}" for i in range(1, 5)]),
+        ("timm:test_vit", dict(num_classes=0), [f"model.blocks.{i}" for i in range(6)]),
+    ],
+)
+def test_film_sites(name, kwargs, sites):
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    assert model.film_sites() == sites
+    for site in sites:  # each names a real submodule, where a forward hook can act
+        model.get_submodule(site)
+
+
+@pytest.mark.parametrize(
+    "name, input_size, expected",
+    [
+        ("vit_tiny_patch16_224", (3, 64, 64), dict(grid=(8, 8), in_chans=3)),
+        ("vit_tiny_patch16_224", (1, 32, 32), dict(grid=(8, 8), in_chans=1)),
+        ("resnet20", (1, 28, 28), dict(in_chans=1)),
+    ],
+)
+def test_create_model_for_input(name, input_size, expected):
+    with torch.device("meta"):
+        model = create_model_for_input(name, input_size, num_classes=4)
+    assert (model.in_chans, model.num_classes) == (expected["in_chans"], 4)
+    if "grid" in expected:
+        assert model.patch_embed.grid_size == expected["grid"]  # 8x8 tokens whatever the image size
+    assert model(torch.empty(2, *input_size, device="meta")).shape == (2, 4)
+
+
+def test_create_model_for_input_kwargs_win():
+    with torch.device("meta"):
+        model = create_model_for_input("vit_tiny_patch16_224", (3, 64, 64), num_classes=4, patch_size=16)
+    assert model.patch_embed.grid_size == (4, 4)
+
+
+def test_import_bridge_loads_no_torch():
+    """The package face is light: torch comes with the first model, not with ``import bridge``."""
+    code = "import bridge, sys; assert 'torch' not in sys.modules; bridge.create_model; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

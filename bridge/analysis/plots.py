@@ -54,15 +54,16 @@ def plot_receptive_field(grad_map: Tensor, analytic: int | None, title: str, pat
 def plot_error_curves(
     curves: dict[str, dict[str, list[float]]], panels: dict[str, list[str]], path: str | Path, x_label: str = "epoch"
 ) -> Path:
-    """He et al. Figure 6 style: training error solid, test error dashed, one colour per model, one panel
-    per group (e.g. CNN, Transformer). ``curves[model] = {"train": [...], "test": [...]}`` in percent."""
+    """He et al. Figure 6 style: training error solid, held-out error dashed, one colour per model, one panel
+    per group (e.g. CNN, Transformer). ``curves[model] = {"train": [...], "test": [...]}`` in percent, where
+    "test" is whatever split was held out of training (the recipes measure their validation split)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (title, models) in zip(axes[0], panels.items()):
         for i, model in enumerate(models):
             colour = f"C{i}"
             epochs = range(1, len(curves[model]["train"]) + 1)
             ax.plot(epochs, curves[model]["train"], "-", color=colour, lw=2, label=f"{model} train")
-            ax.plot(epochs, curves[model]["test"], "--", color=colour, lw=1, label=f"{model} test")
+            ax.plot(epochs, curves[model]["test"], "--", color=colour, lw=1, label=f"{model} validation")
         ax.set(title=title, xlabel=x_label, ylabel="error (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

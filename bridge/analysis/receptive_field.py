@@ -11,10 +11,13 @@ much each pixel matters, which is concentrated near the centre.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from bridge.errors import ConfigError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -45,22 +48,57 @@ def compare_stacks(max_layers: int = 4, kernel: int = 3, channels: int = 64) -> 
     return rows
 
 
-def sequential_receptive_field(model: nn.Module, upto: str) -> int:
-    """Analytic receptive field of a chain of convolutions and pools, from the input to module ``upto``.
+def _kernel_stride(module: nn.Module) -> tuple[int, int]:
+    """Effective kernel (dilation included) and stride along one side."""
+    k, s = module.kernel_size, module.stride
+    k, s = (k if isinstance(k, int) else k[0]), (s if isinstance(s, int) else s[0])
+    dilation = getattr(module, "dilation", 1)
+    dilation = dilation if isinstance(dilation, int) else dilation[0]
+    return dilation * (k - 1) + 1, s
 
-    Valid for feed-forward chains (LeNet, AlexNet, VGG features); modules are taken in definition order.
+
+def sequential_receptive_field(model: nn.Module, upto: str) -> int | None:
+    """Analytic receptive field of module ``upto``'s output: its convolutions and pools from the input on.
+
+    Modules are walked in definition order (LeNet, AlexNet, VGG, ResNet all define them in the order they
+    run). A :class:`~bridge.nn.Residual` block sees what either path sees, the larger of its branch's field
+    and its shortcut's; the shortcut (identity, option A's subsampling, a 1x1 projection) never sees more,
+    so a residual network's field grows exactly as its plain twin's. ``None`` after attention, which lets
+    every position see the whole input.
     """
-    layers = []
-    for name, module in model.named_modules():
+    from bridge.nn import Attention, Residual  # analysis sits below nn in the import order only at call time
+
+    fields: dict[str, float] = {}
+
+    def walk(name: str, module: nn.Module, rf: float, jump: int) -> tuple[float, int]:
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s = module.kernel_size, module.stride
-            k, s = (k if isinstance(k, int) else k[0]), (s if isinstance(s, int) else s[0])
-            dilation = getattr(module, "dilation", 1)
-            dilation = dilation if isinstance(dilation, int) else dilation[0]
-            layers.append((dilation * (k - 1) + 1, s))
-        if name == upto:
-            return receptive_field(layers)
-    raise KeyError(f"no module named {upto!r}")
+            kernel, stride = _kernel_stride(module)
+            rf, jump = rf + (kernel - 1) * jump, jump * stride
+        elif isinstance(module, (Attention, nn.MultiheadAttention)):
+            rf = math.inf
+        elif isinstance(module, Residual):
+            branch_rf, branch_jump = walk(f"{name}.branch", module.branch, rf, jump)
+            if module.skip:  # both paths end on the same grid, so they share the branch's jump
+                rf = max(branch_rf, walk(f"{name}.shortcut", module.shortcut, rf, jump)[0])
+            else:
+                rf = branch_rf
+            rf, jump = walk(f"{name}.post_act", module.post_act, rf, branch_jump)
+        else:
+            for child_name, child in module.named_children():
+                rf, jump = walk(f"{name}.{child_name}" if name else child_name, child, rf, jump)
+        fields[name] = rf
+        return rf, jump
+
+    walk("", model, 1, 1)
+    if upto not in fields:
+        raise UnknownNameError(
+            f"{type(model).__name__} has no layer {upto!r}; `python -m bridge zoo summary <model>` lists them"
+        )
+    return None if math.isinf(fields[upto]) else int(fields[upto])
+
+
+class _Captured(Exception):
+    """Stops the forward pass once the layer of interest has produced its output."""
 
 
 def gradient_map(
@@ -73,9 +111,16 @@ def gradient_map(
     """
     module = dict(model.named_modules()).get(layer)
     if module is None:
-        raise KeyError(f"{type(model).__name__} has no layer {layer!r}; see `python -m bridge zoo summary`")
+        raise UnknownNameError(
+            f"{type(model).__name__} has no layer {layer!r}; `python -m bridge zoo summary <model>` lists them"
+        )
     captured: list[Tensor] = []
-    handle = module.register_forward_hook(lambda m, a, out: captured.append(out))
+
+    def stop(module: nn.Module, args, out: Tensor) -> None:
+        captured.append(out)
+        raise _Captured  # the layers above are not needed (and may reject the input size)
+
+    handle = module.register_forward_hook(stop)
     model.eval()
     g = torch.Generator().manual_seed(seed)
     total = torch.zeros(input_shape[1:])
@@ -85,12 +130,11 @@ def gradient_map(
             x = torch.randn(1, *input_shape, generator=g).requires_grad_(True)
             try:
                 model(x)
-            except Exception:  # only the layer's output is needed; later layers may reject the size
-                if not captured:
-                    raise
+            except _Captured:
+                pass
             out = captured[0]
             if out.ndim != 4:
-                raise ValueError(f"{layer} outputs {tuple(out.shape)}; pick a convolutional layer (B, C, H, W)")
+                raise ConfigError(f"{layer} outputs {tuple(out.shape)}; pick a convolutional layer (B, C, H, W)")
             h, w = out.shape[-2] // 2, out.shape[-1] // 2
             (grad,) = torch.autograd.grad(out[0, :, h, w].sum(), x)
             total += grad[0].abs().sum(dim=0)

@@ -37,18 +37,58 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops() // 2
 
 
-def select_modules(model: nn.Module, depth: int | str) -> dict[str, nn.Module]:
-    """The modules one table row each: those ``depth`` levels down (or leaves above that), or for
-    ``depth="block"`` every residual block (and the layers outside them)."""
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+
+
+def stages(prefix: str, sequence: nn.Sequential) -> dict[str, list[str]]:
+    """VGG-style blocks of a plain ``nn.Sequential``: the runs of layers that end at each pooling layer,
+    or, for a stack of fully connected layers, one group per ``nn.Linear`` with the activation and
+    dropout that follow it. Keys are row names (``features.0-4``), values the member module names."""
+    layers = dict(sequence.named_children())
+    pooled = any(isinstance(m, POOLS) for m in layers.values())
+    groups: list[list[str]] = [[]]
+    for name, module in layers.items():
+        if not pooled and isinstance(module, nn.Linear) and any(isinstance(layers[n], nn.Linear) for n in groups[-1]):
+            groups.append([])  # the next fully connected layer starts a new row
+        groups[-1].append(name)
+        if pooled and isinstance(module, POOLS):
+            groups.append([])  # a pooling layer closes a stage
+    groups = [g for g in groups if g]
+    rows = {}
+    for group in groups:
+        label = group[0] if len(group) == 1 else f"{group[0]}-{group[-1]}"
+        rows[f"{prefix}.{label}"] = [f"{prefix}.{n}" for n in group]
+    return rows
+
+
+def select_modules(model: nn.Module, depth: int | str) -> dict[str, list[str]]:
+    """The rows of the table, each a list of module names whose parameters and MACs it adds up.
+
+    ``depth=n``: every module ``n`` levels down (or a leaf above that), one row each. ``depth="block"``:
+    every residual block; plain ``nn.Sequential`` stacks (VGG's features and classifier, LeNet's, AlexNet's)
+    split into the stages between pooling layers and one row per fully connected layer; other layers one row
+    each.
+    """
     from bridge.nn import Residual  # analysis sits below nn in the import order only at call time
 
-    chosen: dict[str, nn.Module] = {}
+    chosen: dict[str, list[str]] = {}
 
     def visit(prefix: str, module: nn.Module, level: int) -> None:
         children = list(module.named_children())
-        stop = isinstance(module, Residual) if depth == "block" else level >= int(depth)
+        if depth == "block":
+            if isinstance(module, Residual):
+                chosen[prefix] = [prefix]
+                return
+            plain = not any(isinstance(m, Residual) for m in module.modules())
+            blocky = any(isinstance(m, (*POOLS, nn.Linear)) for _, m in children)
+            if prefix and plain and blocky and isinstance(module, nn.Sequential):
+                chosen.update(stages(prefix, module))
+                return
+            stop = False
+        else:
+            stop = level >= int(depth)
         if prefix and (stop or not children):
-            chosen[prefix] = module
+            chosen[prefix] = [prefix]
             return
         for name, child in children:
             visit(f"{prefix}.{name}" if prefix else name, child, level + 1)
@@ -57,13 +97,26 @@ def select_modules(model: nn.Module, depth: int | str) -> dict[str, nn.Module]:
     return chosen
 
 
-def describe(module: nn.Module) -> str:
-    """A short kind label; residual blocks list their branch convolutions (the bottleneck's 1x1-3x3-1x1)."""
+def describe(modules: list[nn.Module]) -> str:
+    """A short kind label. One module: its class (convolutions with kernel and stride; residual blocks with
+    their branch convolutions, the bottleneck's 1x1-3x3-1x1). A stage: its convolutions and its pooling;
+    a fully connected row: its ``in -> out`` features."""
     from bridge.nn import Residual
 
+    if len(modules) > 1:
+        linears = [m for m in modules if isinstance(m, nn.Linear)]
+        if linears:
+            return ", ".join(f"Linear {m.in_features} -> {m.out_features}" for m in linears)
+        convs = [m for m in modules if isinstance(m, nn.Conv2d)]
+        count = f"{len(convs)} x " if len(convs) > 1 else ""
+        parts = [f"{count}Conv2d {c.kernel_size[0]}x{c.kernel_size[1]} -> {c.out_channels}" for c in convs[-1:]]
+        return " + ".join(parts + [type(m).__name__ for m in modules if isinstance(m, POOLS)])
+    module = modules[0]
     kind = type(module).__name__
     if isinstance(module, nn.Conv2d):
         return f"{kind} {module.kernel_size[0]}x{module.kernel_size[1]}/{module.stride[0]}"
+    if isinstance(module, nn.Linear):
+        return f"{kind} {module.in_features} -> {module.out_features}"
     if isinstance(module, Residual):
         convs = [m for m in module.branch.modules() if isinstance(m, nn.Conv2d)]
         if convs:
@@ -75,7 +128,8 @@ def describe(module: nn.Module) -> str:
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int | str = 2, device: str = "meta") -> Summary:
-    """Trace one forward pass of a (1, *input_shape) input and tabulate the modules picked by ``depth``."""
+    """Trace one forward pass of a (1, *input_shape) input and tabulate the rows picked by ``depth``
+    (see :func:`select_modules`)."""
     model = model.to(device).eval()
     selected = select_modules(model, depth)
     order: list[str] = []
@@ -90,10 +144,12 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int | str =
 
         return pre_hook, hook
 
+    modules = dict(model.named_modules())
     handles = []
-    for name, module in selected.items():
+    for name, members in selected.items():
         pre_hook, hook = record(name)
-        handles += [module.register_forward_pre_hook(pre_hook), module.register_forward_hook(hook)]
+        handles += [modules[members[0]].register_forward_pre_hook(pre_hook)]
+        handles += [modules[members[-1]].register_forward_hook(hook)]
     x = torch.zeros(1, *input_shape, device=device)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -109,8 +165,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int | str =
     if own:  # e.g. the ViT's class token and position embedding
         rows.append(LayerRow(", ".join(own), "Parameter", None, sum(p.numel() for p in model.parameters(False)), 0))
     for name in dict.fromkeys(order + [n for n in selected if n not in order]):
-        module = selected[name]
-        macs = sum(flops.get(f"{root}.{name}", {}).values()) // 2
-        rows.append(LayerRow(name, describe(module), shapes.get(name), sum(p.numel() for p in module.parameters()), macs))
+        members = selected[name]
+        params = sum(p.numel() for n in members for p in modules[n].parameters())
+        macs = sum(sum(flops.get(f"{root}.{n}", {}).values()) for n in members) // 2
+        rows.append(LayerRow(name, describe([modules[n] for n in members]), shapes.get(name), params, macs))
     total = sum(p.numel() for p in model.parameters())
     return Summary(rows, (1, *input_shape), total, counter.get_total_flops() // 2)

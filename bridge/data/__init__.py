@@ -1,24 +1,39 @@
 """Image data as Hugging Face ``datasets`` (bundled digits, generated shapes, any hub id or local folder)
-and the LightningDataModule that serves it. Depends on nothing else in bridge."""
+and the LightningDataModule that serves it. Depends on nothing else in bridge.
 
-from bridge.data.datamodule import ImageDataModule
-from bridge.data.generated import build_digits, build_shapes
-from bridge.data.shapes import CLASS_NAMES, COLOURS, SHAPES, draw_shape, shape_mask
-from bridge.data.sources import ImageSplits, find_columns, load_source
-from bridge.data.transforms import AUGMENTATIONS, build_transform
+A light face: the names below load their module on first use (PEP 562), so ``import bridge.data`` (and the
+world, which draws with :mod:`bridge.data.shapes`) imports neither Lightning nor ``datasets``.
+"""
 
-__all__ = [
-    "AUGMENTATIONS",
-    "CLASS_NAMES",
-    "COLOURS",
-    "SHAPES",
-    "ImageDataModule",
-    "ImageSplits",
-    "build_digits",
-    "build_shapes",
-    "build_transform",
-    "draw_shape",
-    "find_columns",
-    "load_source",
-    "shape_mask",
-]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ImageDataModule": "datamodule",
+    "build_digits": "generated",
+    "build_shapes": "generated",
+    "CLASS_NAMES": "shapes",
+    "COLOURS": "shapes",
+    "SHAPES": "shapes",
+    "draw_shape": "shapes",
+    "shape_mask": "shapes",
+    "ImageSplits": "sources",
+    "find_columns": "sources",
+    "load_source": "sources",
+    "AUGMENTATIONS": "transforms",
+    "build_transform": "transforms",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value  # found directly next time
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

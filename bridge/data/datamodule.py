@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from bridge.data.generated import DIGITS_SIZE, SHAPES_PER_SPLIT, SHAPES_SIZE
 from bridge.data.sources import ImageSplits, label_range, load_source
 from bridge.data.transforms import AUGMENTATIONS, BatchTransform, build_transform, collate
+from bridge.errors import ConfigError
 
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
@@ -56,7 +57,7 @@ class ImageDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if augment not in AUGMENTATIONS:  # fail at construction, not minutes later in setup
-            raise ValueError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+            raise ConfigError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
         # num_classes and in_chans are logged by the model; the same key twice with other values stops Lightning.
         self.save_hyperparameters(ignore=["num_classes", "in_chans"])
         self.source, self.batch_size, self.num_workers = source, batch_size, num_workers
@@ -159,7 +160,7 @@ class ImageDataModule(LightningDataModule):
         for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
             low, high = label_range(split, splits.label_column)
             if low < 0 or high >= limit:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.source}: the {name} split has labels {low}..{high}, outside 0..{limit - 1} "
                     f"(num_classes={limit}); pass the data's number of classes as num_classes and build the "
                     f"model for it, or fix the {splits.label_column!r} column"

@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from bridge.data import shapes
 from bridge.data.cache import resolve_cache_dir
 from bridge.data.shapes import BACKGROUND, CLASS_NAMES, CLASSES, draw_shape
+from bridge.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
 
@@ -61,9 +62,9 @@ def build_shapes(
     ``seed``; each split has its own stream, so the splits never repeat each other.
     """
     if image_size < 16:
-        raise ValueError(f"shapes needs image_size >= 16 to tell a triangle from a circle, got {image_size}")
+        raise ConfigError(f"shapes needs image_size >= 16 to tell a triangle from a circle, got {image_size}")
     if len(per_split) != len(SPLITS) or min(per_split) < 1:
-        raise ValueError(f"per_split must be three positive counts (train, validation, test), got {per_split}")
+        raise ConfigError(f"per_split must be three positive counts (train, validation, test), got {per_split}")
     features = Features({"image": Image(), "label": ClassLabel(names=list(CLASS_NAMES))})
     return DatasetDict(
         {

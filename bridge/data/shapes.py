@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bridge.errors import ConfigError
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (255, 0, 0),
     "green": (0, 255, 0),
@@ -33,7 +35,7 @@ def shape_mask(shape: str, center_xy: tuple[float, float], radius: float, height
     So for the same radius: triangle (2 r^2) < circle (pi r^2) < square (4 r^2) pixels.
     """
     if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+        raise ConfigError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
     cx, cy = center_xy
     dx = np.arange(width) + 0.5 - cx
     dy = (np.arange(height) + 0.5 - cy)[:, None]
@@ -57,10 +59,10 @@ def draw_shape(
     ``canvas`` is an (H, W, 3) uint8 array; it is returned so calls can be chained.
     """
     if canvas.ndim != 3 or canvas.shape[2] != 3:
-        raise ValueError(f"canvas must be an (H, W, 3) RGB array, got shape {canvas.shape}")
+        raise ConfigError(f"canvas must be an (H, W, 3) RGB array, got shape {canvas.shape}")
     if isinstance(colour, str):
         if colour not in COLOURS:
-            raise ValueError(f"unknown colour {colour!r}; expected one of {', '.join(COLOURS)} or an RGB triple")
+            raise ConfigError(f"unknown colour {colour!r}; expected one of {', '.join(COLOURS)} or an RGB triple")
         colour = COLOURS[colour]
     canvas[shape_mask(shape, center_xy, radius, canvas.shape[0], canvas.shape[1])] = colour
     return canvas

@@ -17,6 +17,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value, l
 
 from bridge.data.cache import resolve_cache_dir
 from bridge.data.generated import SHAPES_PER_SPLIT, SHAPES_SIZE, build_digits, build_shapes
+from bridge.errors import ConfigError, MissingFileError
 
 SOURCE_FORMS = ("digits", "shapes", "hf:<hub id or local path>", "imagefolder:<dir>")
 LABEL_COLUMN_NAMES = ("label", "labels", "fine_label")
@@ -57,7 +58,7 @@ def load_source(
     elif kind == "imagefolder" and target:
         data = _load_imagefolder(target, cache_dir)
     else:
-        raise ValueError(f"unknown source {source!r}; expected one of: {', '.join(SOURCE_FORMS)}")
+        raise ConfigError(f"unknown source {source!r}; expected one of: {', '.join(SOURCE_FORMS)}")
     splits = _standard_splits(data, seed, val_fraction)
     image_column, label_column = find_columns(splits["train"].features, image_column, label_column)
     return ImageSplits(
@@ -74,22 +75,22 @@ def find_columns(
     if image_column is None:
         image_column = next((name for name, f in features.items() if isinstance(f, Image)), None)
         if image_column is None:
-            raise ValueError(f"no image column (a datasets.Image feature) among: {listing}; pass image_column=")
+            raise ConfigError(f"no image column (a datasets.Image feature) among: {listing}; pass image_column=")
     elif not isinstance(features.get(image_column), Image):
-        raise ValueError(f"image_column {image_column!r} is not a datasets.Image column; columns: {listing}")
+        raise ConfigError(f"image_column {image_column!r} is not a datasets.Image column; columns: {listing}")
     if label_column is None:
         label_column = next((name for name, f in features.items() if isinstance(f, ClassLabel)), None)
         label_column = label_column or next((name for name in LABEL_COLUMN_NAMES if name in features), None)
         if label_column is None:
-            raise ValueError(
+            raise ConfigError(
                 f"no label column (a ClassLabel feature or a column named {', '.join(LABEL_COLUMN_NAMES)}) "
                 f"among: {listing}; pass label_column="
             )
     elif label_column not in features:
-        raise ValueError(f"label_column {label_column!r} is not a column; columns: {listing}")
+        raise ConfigError(f"label_column {label_column!r} is not a column; columns: {listing}")
     label = features[label_column]
     if not (isinstance(label, ClassLabel) or (isinstance(label, Value) and "int" in label.dtype)):
-        raise ValueError(f"label column {label_column!r} holds {_describe(label)}; expected ClassLabel or integers")
+        raise ConfigError(f"label column {label_column!r} holds {_describe(label)}; expected ClassLabel or integers")
     return image_column, label_column
 
 
@@ -107,13 +108,13 @@ def _load_hf(target: str, cache_dir: str | os.PathLike | None) -> Dataset | Data
             return load_from_disk(str(path))
         return load_dataset(str(path), cache_dir=str(resolve_cache_dir(cache_dir)))
     if target.startswith(("/", ".", "~")):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"hf:{target}: no such path; expected a folder written by Dataset.save_to_disk or a hub id like owner/name"
         )
     try:
         return load_dataset(target, cache_dir=str(resolve_cache_dir(cache_dir)))
     except (ConnectionError, FileNotFoundError) as err:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"hf:{target}: datasets.load_dataset could not find it ({err}). A hub id needs the network or a copy "
             f"in the local HF cache ({resolve_cache_dir(cache_dir)}); for data on disk pass hf:<path to a folder "
             "written by save_to_disk>"
@@ -123,7 +124,7 @@ def _load_hf(target: str, cache_dir: str | os.PathLike | None) -> Dataset | Data
 def _load_imagefolder(target: str, cache_dir: str | os.PathLike | None) -> DatasetDict:
     path = Path(target).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"imagefolder:{target}: {path} is not a directory; expected a folder with one subfolder of images "
             f"per class (e.g. {path}/cat/0001.png), optionally inside train/, validation/ and test/ folders"
         )
@@ -135,10 +136,10 @@ def _standard_splits(data: Dataset | DatasetDict, seed: int, val_fraction: float
         data = DatasetDict({"train": data})
     splits = {name: next((data[a] for a in aliases if a in data), None) for name, aliases in _SPLIT_NAMES.items()}
     if splits["train"] is None:
-        raise ValueError(f"the source has no train split; its splits are: {', '.join(data)}")
+        raise ConfigError(f"the source has no train split; its splits are: {', '.join(data)}")
     if splits["validation"] is None:
         if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1) to carve validation off train, got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1) to carve validation off train, got {val_fraction}")
         train = splits["train"]
         order = np.random.default_rng(seed).permutation(len(train))
         n_val = max(1, round(val_fraction * len(train)))

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from bridge.errors import ConfigError
+
 # "cifar" is the ResNet paper's CIFAR recipe (He et al. 2015, sec. 4.2): pad 4 pixels with zeros,
 # crop a random image_size window, flip horizontally half the time. "shift" is the same without the flip,
 # for data a mirror changes (digits, text).
@@ -28,9 +30,9 @@ def build_transform(
     zero padding is zero in the normalised space, i.e. the mean pixel, as in the paper.
     """
     if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     if in_chans not in (1, 3):
-        raise ValueError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
+        raise ConfigError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
     steps: list[v2.Transform] = [
         v2.ToImage(),
         # Shorter side to image_size, then the centre square: non-square images keep their aspect ratio.
@@ -72,5 +74,5 @@ def _per_channel(value: float | Sequence[float], in_chans: int, name: str) -> li
     if isinstance(value, (int, float)):
         return [float(value)] * in_chans
     if len(value) != in_chans:
-        raise ValueError(f"{name} has {len(value)} values for {in_chans} channels; give one value or {in_chans}")
+        raise ConfigError(f"{name} has {len(value)} values for {in_chans} channels; give one value or {in_chans}")
     return [float(v) for v in value]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
@@ -31,16 +33,24 @@ class LastCheckpoint(ModelCheckpoint):
 
     A killed run resumes (``--ckpt_path last``) at most N steps back, even mid-epoch. Lightning's own
     ModelCheckpoint saves either every N steps or every epoch, not both; a second callback with
-    ``save_last`` would write a competing ``last-v1.ckpt``. Lightning writes every checkpoint to a
-    temporary file and renames it, so a crash never leaves a half-written one.
+    ``save_last`` would write a competing ``last-v1.ckpt``. So this one saves every N steps as a
+    ModelCheckpoint (which is also how ``--ckpt_path last`` finds the file) and adds the epoch ends through
+    ``Trainer.save_checkpoint``. Lightning writes each checkpoint whole before it replaces the old one, so a
+    crash never leaves a half-written one.
     """
 
-    def __init__(self, dirpath, every_n_train_steps: int = 100) -> None:
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
         super().__init__(
             dirpath=dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps,
             enable_version_counter=False,  # one last.ckpt, overwritten, even by a run with other settings
         )  # fmt: skip
+        self.every_n_train_steps = every_n_train_steps
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_epoch_end(trainer, pl_module)
+        step = trainer.global_step
+        if trainer.fast_dev_run or trainer.sanity_checking or step % self.every_n_train_steps == 0:
+            return  # nothing to save, or the step callback has just saved this very step
+        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self.last_model_path = path  # before saving: the path is part of the callback's saved state
+        trainer.save_checkpoint(path)

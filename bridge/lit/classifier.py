@@ -11,10 +11,11 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from bridge.errors import BridgeError, ConfigError
 from bridge.models import create_model, import_weights
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(BridgeError, RuntimeError):
     """The loss became NaN or infinite; training stops before a bad checkpoint can be written."""
 
 
@@ -105,7 +106,7 @@ class ImageClassifier(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         data_classes = getattr(datamodule, "num_classes", None)
         if data_classes is not None and data_classes > self.hparams.num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"the data has {data_classes} classes but the model was built for num_classes="
                 f"{self.hparams.num_classes}; set model.num_classes: {data_classes}"
             )
@@ -166,7 +167,7 @@ def build_model(
     if pretrained_file is not None:
         import_weights(model, pretrained_file, drop_head=True)
     elif pretrained:
-        raise ValueError(
+        raise ConfigError(
             f"bridge's own {name} has no published weights; pass pretrained_file= (a bridge, timm or torchvision "
             f"checkpoint) or use model: timm:{name}"
         )
@@ -191,7 +192,7 @@ def build_schedule(
     elif kind == "multistep":
         main = sched.MultiStepLR(optimizer, milestones=[m - warmup_steps for m in milestones], gamma=gamma)
     else:
-        raise ValueError(f"lr_schedule must be constant, cosine or multistep, got {kind!r}")
+        raise ConfigError(f"lr_schedule must be constant, cosine or multistep, got {kind!r}")
     if warmup_steps <= 0:
         return main
     warmup = sched.LinearLR(optimizer, start_factor=0.1, total_iters=warmup_steps)

@@ -12,10 +12,12 @@ from lightning.pytorch.cli import OptimizerCallable
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
+from bridge.errors import ConfigError
 from bridge.lit.classifier import NonFiniteLossError, build_schedule
+from bridge.vla.config import PolicyConfig, config_mismatch
 from bridge.vla.evaluate import evaluate
 from bridge.vla.language import wrap_tokenizer
-from bridge.vla.policy import Policy, PolicyConfig, config_mismatch
+from bridge.vla.policy import Policy
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -29,10 +31,10 @@ class VLAPolicy(L.LightningModule):
     ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the
     encoder's learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes
     it). ``rollout_episodes`` > 0 also runs that many closed-loop episodes after each validation epoch and
-    logs ``val/success``, which then picks the best checkpoint; otherwise ``val/loss`` does. ``world`` is the
-    configuration of the world the policy acts in (``ReachConfig`` fields); ``fit`` fills it from the demo
-    set and it is saved with the checkpoint. (Not ``env``: that name is the data module's, and Lightning
-    refuses a hyperparameter both hold with different values.)
+    logs ``val/success``, which then picks the best checkpoint; otherwise ``val/loss`` does. ``fit`` fills
+    ``policy.world_options`` (the options of the world ``policy.world`` names) from the demo set, so the
+    checkpoint acts in the world it was trained in. ``policy.save_pretrained(folder)`` exports
+    the trained policy for ``bridge.vla.loading.load_policy`` / ``Policy.from_pretrained``.
     """
 
     def __init__(
@@ -43,7 +45,6 @@ class VLAPolicy(L.LightningModule):
         lr_schedule: Literal["constant", "cosine", "multistep"] = "cosine",
         warmup_steps: int = 0,
         rollout_episodes: int = 0,
-        world: dict | None = None,
     ) -> None:
         super().__init__()
         config = PolicyConfig(**policy) if isinstance(policy, dict) else policy or PolicyConfig()
@@ -55,7 +56,6 @@ class VLAPolicy(L.LightningModule):
                 "lr_schedule": lr_schedule,
                 "warmup_steps": warmup_steps,
                 "rollout_episodes": rollout_episodes,
-                "world": world,
             }
         )
         self.optimizer_factory = optimizer
@@ -75,19 +75,34 @@ class VLAPolicy(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage != "fit" or datamodule is None or not hasattr(datamodule, "env_config"):
             return
-        env = datamodule.env_config
-        if env["image_size"] != self.config.image_size:
-            raise ValueError(
-                f"the demo set's frames are {env['image_size']}x{env['image_size']} but the policy takes "
-                f"image_size={self.config.image_size}; set model.init_args.policy.image_size: {env['image_size']}"
-            )
-        if datamodule.action_horizon < self.config.chunk_size:
-            raise ValueError(
-                f"chunk_size={self.config.chunk_size} needs at least that many actions per frame; "
-                f"set data.init_args.action_horizon: {self.config.chunk_size}"
-            )
+        self._check_data(datamodule)
         self.policy.set_stats(datamodule.stats)  # a resumed run then restores the same values from its checkpoint
-        self.hparams["world"] = env
+        self.policy.config.world_options = dict(datamodule.env_config)
+        self.hparams["policy"] = asdict(self.config)
+
+    def _check_data(self, datamodule) -> None:
+        """The demo set is of the policy's world, with its frame size and action and state sizes."""
+        c, obs, actions = self.config, datamodule.observation, datamodule.action_space
+        world, arg = datamodule.world, "model.init_args.policy"
+        if world != c.world:
+            raise ConfigError(
+                f"the demo set is of world {world!r} but the policy's is {c.world!r}; set {arg}.world: {world}"
+            )
+        if obs.image_size != c.image_size:
+            raise ConfigError(
+                f"the demo set's frames are {obs.image_size}x{obs.image_size} but the policy takes "
+                f"image_size={c.image_size}; set {arg}.image_size: {obs.image_size}"
+            )
+        if (actions.size, obs.state_dim) != (c.action_dim, c.state_dim):
+            raise ConfigError(
+                f"the demo set has actions of {actions.size} and states of {obs.state_dim} dimensions, the policy "
+                f"{c.action_dim} and {c.state_dim}; set {arg}.action_dim: {actions.size} and state_dim: {obs.state_dim}"
+            )
+        if datamodule.action_horizon < c.chunk_size:
+            raise ConfigError(
+                f"chunk_size={c.chunk_size} needs at least that many actions per frame; "
+                f"set data.init_args.action_horizon: {c.chunk_size}"
+            )
 
     def on_fit_start(self) -> None:
         # The tokenizer and text config beside the checkpoints, so AutoTokenizer.from_pretrained(<run>/tokenizer) works.
@@ -103,13 +118,14 @@ class VLAPolicy(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("policy_config") or checkpoint.get("hyper_parameters", {}).get("policy")
         if saved is None:
-            raise ValueError("this checkpoint is not a VLAPolicy's (it has no policy configuration)")
+            raise ConfigError("this checkpoint is not a VLAPolicy's (it has no policy configuration)")
         mismatch = config_mismatch(saved, asdict(self.config))
         if mismatch:
-            raise ValueError(
+            raise ConfigError(
                 "the checkpoint was trained with another policy configuration:\n  "
                 + "\n  ".join(mismatch)
-                + "\nUse the checkpoint's configuration (load_policy reads it) or start a new run without ckpt_path."
+                + "\nUse the checkpoint's configuration (bridge.vla.loading.load_policy reads it) or start a new "
+                "run without ckpt_path."
             )
         if "tokenizer" in checkpoint:
             self.policy.text.tokenizer = wrap_tokenizer(checkpoint["tokenizer"])
@@ -158,24 +174,7 @@ class VLAPolicy(L.LightningModule):
         # Closed loop on fixed evaluation seeds: the number a VLA policy is judged by. Every rank runs the
         # same episodes with the same weights, so no synchronisation is needed.
         results, _ = evaluate(
-            self.policy.as_agent(), self.hparams.world, episodes=self.hparams.rollout_episodes, seeds=1,
-            conditions=("policy",), progress=False,
+            self.policy.as_agent(), self.config.world_options, episodes=self.hparams.rollout_episodes, seeds=1,
+            conditions=("policy",), progress=False, world=self.config.world,
         )  # fmt: skip
         self.log("val/success", results["policy"].success_rate, prog_bar=True, sync_dist=True)
-
-
-def load_policy(path: str | Path, map_location: str = "cpu") -> VLAPolicy:
-    """A trained VLAPolicy from its checkpoint (``weights_only=True``), in eval mode, with clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    if "policy" not in hparams:
-        kind = (
-            f"an ImageClassifier checkpoint of {hparams['model']}"
-            if "model" in hparams
-            else "not a VLAPolicy checkpoint"
-        )
-        raise ValueError(f"{path} is {kind}; pass the checkpoint of a VLA run (runs/<name>/checkpoints/*.ckpt)")
-    return VLAPolicy.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()

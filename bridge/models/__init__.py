@@ -1,26 +1,32 @@
-"""The zoo. Importing this package registers every model family."""
+"""The zoo. Importing this package registers every built-in model family."""
 
 from bridge.models import lenet, alexnet, vgg, resnet, vit  # noqa: F401, I001  (registers, in lineage order)
 from bridge.models.base import EncoderOutput, ZooModel
-from bridge.models.registry import (
-    ModelInfo,
-    create_model,
-    create_model_for_input,
-    list_models,
-    model_info,
-    register_model,
+from bridge.models.factory import UnknownArgumentError, create_model, create_model_for_input
+from bridge.models.registry import ModelInfo, list_models, model_info, register_model
+from bridge.models.timm_adapter import TimmModel
+from bridge.models.weights import (
+    WeightsMismatchError,
+    export_weights,
+    import_weights,
+    load_file,
+    read_state_dict,
 )
-from bridge.models.timm_compat import export_weights, import_weights
 
 __all__ = [
     "EncoderOutput",
     "ModelInfo",
+    "TimmModel",
+    "UnknownArgumentError",
+    "WeightsMismatchError",
     "ZooModel",
     "create_model",
     "create_model_for_input",
     "export_weights",
     "import_weights",
     "list_models",
+    "load_file",
     "model_info",
+    "read_state_dict",
     "register_model",
 ]

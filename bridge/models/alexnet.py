@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from bridge.models.base import ZooModel
+from bridge.models.base import ZooModel, check_sizes
 from bridge.models.registry import register_model
 
 
@@ -16,6 +16,8 @@ class AlexNet(ZooModel):
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
+        check_sizes("AlexNet", 1, in_chans=in_chans)
+        check_sizes("AlexNet", 0, num_classes=num_classes)
         self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, 256
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 64, kernel_size=11, stride=4, padding=2),

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from bridge.models.base import ZooModel
+from bridge.models.base import ZooModel, check_sizes
 from bridge.models.registry import register_model
 
 
@@ -19,6 +19,8 @@ class LeNet5(ZooModel):
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, act_layer: type[nn.Module] = nn.Tanh) -> None:
         super().__init__()
+        check_sizes("LeNet5", 1, in_chans=in_chans)
+        check_sizes("LeNet5", 0, num_classes=num_classes)
         self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, 16
         # Two FC layers read the 16 maps of 5x5 by position, so the input must be exactly 32x32.
         self.fixed_input_size = (32, 32)

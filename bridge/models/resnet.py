@@ -3,17 +3,19 @@
 One class covers the ImageNet nets (7x7 stem, 64-128-256-512 widths, basic or bottleneck blocks) and the
 CIFAR nets of the paper's section 4.2 (3x3 stem, 16-32-64 widths, 6n+2 layers). Parameter names follow
 timm/torchvision except for the level :class:`~bridge.nn.Residual` adds (``branch``/``shortcut``), which
-:mod:`bridge.models.timm_compat` maps.
+``ResNet.timm_key_rules`` maps.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import ClassVar
 
 import torch.nn as nn
 from torch import Tensor
 
-from bridge.models.base import ZooModel
+from bridge.errors import ConfigError
+from bridge.models.base import ZooModel, check_sizes
 from bridge.models.registry import register_model
 from bridge.nn import Residual, make_shortcut
 
@@ -71,6 +73,10 @@ BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "
 
 class ResNet(ZooModel):
     head_name = "fc"
+    timm_key_rules: ClassVar[list[tuple[str, str]]] = [
+        ("layer{}.{}.branch.", "layer{}.{}."),
+        ("layer{}.{}.shortcut.", "layer{}.{}.downsample."),
+    ]
 
     def __init__(
         self,
@@ -85,12 +91,16 @@ class ResNet(ZooModel):
         zero_init_last: bool = False,
     ) -> None:
         super().__init__()
+        check_sizes("ResNet", 1, widths=widths, in_chans=in_chans)
+        check_sizes("ResNet", 0, layers=layers, num_classes=num_classes)
         if block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+            raise ConfigError(f"ResNet: block must be one of {sorted(BLOCKS)}, got {block!r}")
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+            raise ConfigError(f"ResNet: stem must be 'imagenet' or 'cifar', got {stem!r}")
         if len(layers) != len(widths):
-            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
+            raise ConfigError(
+                f"ResNet: layers {tuple(layers)} and widths {tuple(widths)} must have the same length (one per stage)"
+            )
         block_cls = BLOCKS[block]
         self.num_classes, self.in_chans = num_classes, in_chans
 
@@ -140,6 +150,10 @@ class ResNet(ZooModel):
     def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.global_pool(features).flatten(1)
         return x if pre_logits else self.fc(x)
+
+    def film_sites(self) -> list[str]:
+        """After each stage: the features themselves become conditioned on the instruction."""
+        return list(self.stage_names)
 
 
 def _imagenet(layers: tuple[int, ...], block: str, kwargs: dict) -> ResNet:

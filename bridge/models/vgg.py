@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from bridge.models.base import ZooModel
+from bridge.errors import ConfigError
+from bridge.models.base import ZooModel, check_sizes
 from bridge.models.registry import register_model
 
 # Output channels of each 3x3 convolution, "M" a 2x2 max pool; one row per depth (conv + 3 FC layers).
@@ -49,7 +50,9 @@ class VGG(ZooModel):
     ) -> None:
         super().__init__()
         if depth not in CONFIGS:
-            raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, got {depth}")
+            raise ConfigError(f"VGG: depth must be one of {sorted(CONFIGS)}, got {depth!r}")
+        check_sizes("VGG", 1, in_chans=in_chans)
+        check_sizes("VGG", 0, num_classes=num_classes)
         self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, 512
         self.features = conv3x3_stack(CONFIGS[depth], in_chans, batch_norm)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))

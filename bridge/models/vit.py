@@ -7,11 +7,14 @@ ResNet's skip connection on a sequence.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from bridge.models.base import EncoderOutput, ZooModel
+from bridge.errors import ConfigError
+from bridge.models.base import EncoderOutput, ZooModel, check_sizes
 from bridge.models.registry import register_model
 from bridge.nn import TransformerBlock
 
@@ -26,7 +29,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, img_size: tuple[int, int], patch_size: tuple[int, int], in_chans: int, embed_dim: int) -> None:
         super().__init__()
         if img_size[0] % patch_size[0] or img_size[1] % patch_size[1]:
-            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+            raise ConfigError(f"ViT: img_size {img_size} must be a multiple of patch_size {patch_size}")
         self.grid_size = (img_size[0] // patch_size[0], img_size[1] // patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
@@ -38,6 +41,13 @@ class PatchEmbed(nn.Module):
 class VisionTransformer(ZooModel):
     head_name = "head"
     num_prefix_tokens = 1  # the class token
+    # timm's block has norm1/attn/norm2/mlp; ours groups each norm with its sublayer inside a Residual.
+    timm_key_rules: ClassVar[list[tuple[str, str]]] = [
+        ("blocks.{}.attn.branch.norm.", "blocks.{}.norm1."),
+        ("blocks.{}.attn.branch.attn.", "blocks.{}.attn."),
+        ("blocks.{}.mlp.branch.norm.", "blocks.{}.norm2."),
+        ("blocks.{}.mlp.branch.mlp.", "blocks.{}.mlp."),
+    ]
 
     def __init__(
         self,
@@ -54,6 +64,13 @@ class VisionTransformer(ZooModel):
         skip: bool = True,
     ) -> None:
         super().__init__()
+        check_sizes("ViT", 1, img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        check_sizes("ViT", 1, num_heads=num_heads)
+        check_sizes("ViT", 0, depth=depth, num_classes=num_classes)
+        if embed_dim % num_heads:
+            raise ConfigError(f"ViT: embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        if not 0 <= drop_rate < 1:
+            raise ConfigError(f"ViT: drop_rate must be in [0, 1), got {drop_rate}")
         self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, embed_dim
         self.fixed_input_size = to_2tuple(img_size)
         self.patch_embed = PatchEmbed(self.fixed_input_size, to_2tuple(patch_size), in_chans, embed_dim)
@@ -90,6 +107,41 @@ class VisionTransformer(ZooModel):
     def encode(self, x: Tensor) -> EncoderOutput:
         features = self.forward_features(x)
         return EncoderOutput(features[:, self.num_prefix_tokens :], features[:, 0])
+
+    def film_sites(self) -> list[str]:
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    @classmethod
+    def input_kwargs(cls, input_size: tuple[int, int, int]) -> dict:
+        """Built for the images' size, with 8x8 patch tokens (the patches shrink with the image)."""
+        _, h, w = input_size
+        return {"img_size": h if h == w else (h, w), "patch_size": max(1, min(h, w) // 8)}
+
+    def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights trained at another resolution: timm's own resampling, so results match ``timm.create_model``."""
+        from timm.layers import resample_abs_pos_embed, resample_patch_embed
+
+        state = dict(state)
+        weight = state.get("patch_embed.proj.weight")
+        pos = state.get("pos_embed")
+        grid = list(self.patch_embed.grid_size)
+        if pos is not None:
+            # The checkpoint's grid, as timm infers it: the twins' 224-pixel input over the checkpoint's patch
+            # size, when that accounts for every token (else a square grid is assumed). A 28x7 grid has the
+            # same 196 tokens as 14x14 and must still be resampled.
+            old = None
+            if weight is not None and weight.ndim == 4:
+                candidate = [224 // weight.shape[-2], 224 // weight.shape[-1]]
+                if candidate[0] * candidate[1] == pos.shape[1] - self.num_prefix_tokens:
+                    old = candidate
+            if pos.shape != self.pos_embed.shape or (old is not None and old != grid):
+                state["pos_embed"] = resample_abs_pos_embed(
+                    pos, new_size=grid, old_size=old, num_prefix_tokens=self.num_prefix_tokens
+                )
+        kernel = self.patch_embed.proj.weight.shape[-2:]
+        if weight is not None and weight.ndim == 4 and weight.shape[-2:] != kernel:
+            state["patch_embed.proj.weight"] = resample_patch_embed(weight, list(kernel))
+        return state
 
 
 def _vit(defaults: dict, kwargs: dict) -> VisionTransformer:

@@ -1,10 +1,11 @@
-"""The toy VLA world: ``bridge/Reach-v0``, expert demonstrations, language, the policy, closed-loop evaluation.
+"""Vision-language-action: worlds (a registry; ``reach``), rollouts and agents, expert demonstrations,
+language, the policy (config / encoder adapter / model), closed-loop evaluation, and the ``vla`` command.
 
-Importing this package registers ``bridge/Reach-v0`` with gymnasium.
+Importing this package is light (no torch, no simulator): a world's module loads when it is first asked for.
 """
 
-from bridge.vla.env import ENV_ID, ReachConfig, ReachEnv, instructions, make_vec, register
+from bridge.vla.spaces import ActionSpace, ObservationSpec
+from bridge.vla.world import World
+from bridge.vla.worlds import get_world, list_worlds, register_world
 
-register()
-
-__all__ = ["ENV_ID", "ReachConfig", "ReachEnv", "instructions", "make_vec", "register"]
+__all__ = ["ActionSpace", "ObservationSpec", "World", "get_world", "list_worlds", "register_world"]

@@ -1,4 +1,5 @@
-"""Actions as the policy sees them: min-max normalisation from data stats, 256-bin tokens, k-step chunks."""
+"""Actions as the policy sees them: min-max normalisation from data stats, 256-bin tokens, k-step chunks
+(and their mirror image, the last k frames an observation history serves)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,16 @@ def chunk_indices(episode_index: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
     wanted = torch.arange(n)[:, None] + torch.arange(horizon)[None]
     is_pad = wanted > ends[:, None]
     return torch.minimum(wanted, ends[:, None]), is_pad
+
+
+def history_indices(episode_index: Tensor, k: int) -> Tensor:
+    """For each frame, the rows of its last ``k`` frames within the same episode, oldest first (N, k).
+
+    Before an episode's start its first frame stands in, as the rollout does for an agent with a frame history.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    _, counts = torch.unique_consecutive(episode_index, return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # first row of each frame's episode
+    wanted = torch.arange(episode_index.numel())[:, None] - torch.arange(k - 1, -1, -1)[None]
+    return torch.maximum(wanted, starts[:, None])

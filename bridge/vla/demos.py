@@ -1,10 +1,11 @@
-"""Demonstrations: a scripted expert, its episodes as a LeRobot-style ``datasets.Dataset``, and the
+"""Demonstrations: a world's expert episodes as a LeRobot-style ``datasets.Dataset``, and the
 LightningDataModule that serves them.
 
 On disk a demo set is a ``Dataset.save_to_disk`` folder plus ``meta.json`` (LeRobot's meta/info.json and
-stats.json in one): the world's configuration, how the demos were collected, and the statistics the
-policy normalises with. Columns: ``observation.image`` (PNG), ``observation.state`` (x, y), ``action``
-(dx, dy), ``task``, ``episode_index``, ``frame_index``.
+stats.json in one): the world's name and options, its observation and action specs, how the demos were
+collected, and the statistics the policy normalises with. Columns: ``observation.image`` (PNG),
+``observation.state`` (when the world has a state vector), ``action``, ``task``, ``episode_index``,
+``frame_index``.
 """
 
 from __future__ import annotations
@@ -22,70 +23,61 @@ from datasets import Dataset, Features, Image, List, Value, load_from_disk
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from bridge.vla.actions import chunk_indices
-from bridge.vla.env import ENV_ID, ReachConfig
-from bridge.vla.evaluate import rollouts
+from bridge.errors import ConfigError, CorruptFileError, MissingFileError
+from bridge.vla.actions import chunk_indices, history_indices
+from bridge.vla.rollout import rollouts
+from bridge.vla.spaces import ActionSpace, ObservationSpec
+from bridge.vla.world import World
+from bridge.vla.worlds import get_world
 
-FEATURES = Features(
-    {
-        "observation.image": Image(),
-        "observation.state": List(Value("float32"), length=2),
-        "action": List(Value("float32"), length=2),
-        "task": Value("string"),
-        "episode_index": Value("int64"),
-        "frame_index": Value("int64"),
-    }
-)
 META_FILE = "meta.json"
+LEGACY_ENV_IDS = {"bridge/Reach-v0": "reach"}  # demo sets written before worlds had names
 
 
-class ScriptedExpert:
-    """A proportional controller toward the (privileged) target, executed with Gaussian noise.
-
-    :meth:`command` heads straight for the target at full speed and slows to land on it. Calling the
-    expert adds ``noise`` (per axis, in action units) to that command, which spreads the demonstrations
-    over states off the ideal path, the states a learned policy's own small errors lead to.
-    """
-
-    def __init__(self, noise: float = 0.1, gain: float = 1.0, step_size: float = 0.1, seed: int = 0) -> None:
-        self.noise, self.gain, self.step_size = noise, gain, step_size
-        self.rng = np.random.default_rng(seed)
-
-    def command(self, state: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """The noise-free action(s) for agent ``state`` and ``target`` positions (..., 2)."""
-        action = self.gain * (np.asarray(target) - np.asarray(state)) / self.step_size
-        action = action / np.maximum(1.0, np.abs(action).max(axis=-1, keepdims=True))  # keep the direction
-        return action.astype(np.float32)
-
-    def __call__(self, obs: dict, info: dict) -> np.ndarray:
-        action = self.command(obs["state"], info["target"])
-        return np.clip(action + self.noise * self.rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
+def demo_features(observation: ObservationSpec, action_space: ActionSpace) -> Features:
+    """The demo set's columns for a world with these specs (LeRobot's key names)."""
+    features = {"observation.image": Image()}
+    if observation.state_dim:
+        features["observation.state"] = List(Value("float32"), length=observation.state_dim)
+    if action_space.kind == "box":
+        features["action"] = List(Value("float32"), length=action_space.size)
+    else:
+        features["action"] = Value("int64")
+    features.update(task=Value("string"), episode_index=Value("int64"), frame_index=Value("int64"))
+    return Features(features)
 
 
 def collect_demos(
     episodes: int,
     env_config: dict | None = None,
     seed: int = 0,
-    noise: float = 0.1,
+    noise: float | None = None,
     num_envs: int = 16,
     progress: bool = True,
+    world: str | World = "reach",
 ) -> tuple[Dataset, dict]:
-    """``episodes`` successful expert episodes (seeds ``seed``, ``seed + 1``, ...) and their ``meta``.
+    """``episodes`` successful expert episodes of ``world`` (seeds ``seed``, ``seed + 1``, ...) and their ``meta``.
 
-    The world executes the expert's noisy actions, but each frame's ``action`` is the expert's noise-free
-    command for that state (DART, Laskey et al. 2017): the demonstrations visit off-path states and show
-    how to recover from them without teaching the noise itself. The rare failed episode is dropped and
-    the next seed used, so behaviour cloning never imitates a failure.
+    ``env_config`` sets the world's options; ``noise`` the expert's (None: the world's default). The world
+    executes the expert's actions, and each frame records what the expert's ``label`` names for it (for
+    Reach the noise-free command, DART). The rare failed episode is dropped and the next seed used, so
+    behaviour cloning never imitates a failure. Seeds stay below the world's evaluation seeds.
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    config = ReachConfig(**(env_config or {}))
-    expert = ScriptedExpert(noise=noise, step_size=config.step_size, seed=seed)
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    world = get_world(world, **(env_config or {}))
+    expert = world.expert(seed=seed, noise=noise)
     kept, failed, next_seed = [], 0, seed
     with tqdm(total=episodes, desc="collecting demos", unit="ep", disable=not progress) as bar:
         while len(kept) < episodes:
             need = episodes - len(kept)
-            for ep in rollouts(expert, range(next_seed, next_seed + need), asdict(config), num_envs, record=need):
+            seeds = range(next_seed, next_seed + need)
+            if seeds[-1] >= world.eval_seed_offset:
+                raise ConfigError(
+                    f"demo seeds would reach {world.eval_seed_offset:,}, where {world.name}'s evaluation seeds "
+                    "start; collect fewer episodes or from a lower --seed"
+                )
+            for ep in rollouts(expert, seeds, world, num_envs, record=need, label=expert.label):
                 if ep.success:
                     kept.append(ep)
                     bar.update()
@@ -93,43 +85,56 @@ def collect_demos(
                     failed += 1
             next_seed += need
             if failed > episodes:
-                raise RuntimeError(f"the expert failed {failed} episodes; check the world's configuration {config}")
-    rows: dict[str, list] = {name: [] for name in FEATURES}
+                raise RuntimeError(f"the expert failed {failed} episodes; check the world's options {world}")
+    features = demo_features(world.observation, world.action_space)
+    rows: dict[str, list] = {name: [] for name in features}
     for index, ep in enumerate(kept):
-        for t, (image, state) in enumerate(zip(ep.frames, ep.states)):  # frames has one more: the last
+        for t, (image, label) in enumerate(zip(ep.frames, ep.labels)):  # frames has one more: the last
             rows["observation.image"].append(image)
-            rows["observation.state"].append(state)
-            rows["action"].append(expert.command(state, ep.target))
+            if "observation.state" in rows:
+                rows["observation.state"].append(ep.states[t])
+            rows["action"].append(label)
             rows["task"].append(ep.task)
             rows["episode_index"].append(index)
             rows["frame_index"].append(t)
-    dataset = Dataset.from_dict(rows, features=FEATURES)
+    dataset = Dataset.from_dict(rows, features=features)
     meta = {
-        "env_id": ENV_ID,
-        "env": asdict(config),
-        "fps": 10,
-        "expert": {"noise": noise, "gain": expert.gain, "action": "noise-free command (DART)"},
+        "world": world.name,
+        "env": world.options,
+        "observation": asdict(world.observation),
+        "action_space": asdict(world.action_space),
+        "fps": world.fps,
+        "expert": expert.describe(),
         "seed": seed,
         "num_episodes": episodes,
         "num_frames": len(dataset),
         "failed_episodes": failed,
-        "stats": _stats(np.asarray(rows["observation.state"]), np.asarray(rows["action"])),
+        "stats": _stats(rows, world.action_space),
     }
     return dataset, meta
 
 
-def _stats(states: np.ndarray, actions: np.ndarray) -> dict:
-    return {
-        key: {"min": v.min(0).tolist(), "max": v.max(0).tolist(), "mean": v.mean(0).tolist(), "std": v.std(0).tolist()}
-        for key, v in (("observation.state", states), ("action", actions))
-    }
+def _stats(rows: dict[str, list], action_space: ActionSpace) -> dict:
+    """Per-dimension statistics of the state and of continuous actions (discrete actions need none)."""
+    keys = ["observation.state"] if "observation.state" in rows else []
+    keys += ["action"] if action_space.kind == "box" else []
+    stats = {}
+    for key in keys:
+        v = np.asarray(rows[key])
+        stats[key] = {
+            "min": v.min(0).tolist(),
+            "max": v.max(0).tolist(),
+            "mean": v.mean(0).tolist(),
+            "std": v.std(0).tolist(),
+        }
+    return stats
 
 
 def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the set to a temporary folder, then rename it into place: a crash never leaves half a set at ``path``."""
     path = Path(path)
     if len(dataset) == 0:
-        raise ValueError("refusing to save an empty demo set")
+        raise ConfigError("refusing to save an empty demo set")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -143,42 +148,77 @@ def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite:
 
 
 def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
-    """A demo set saved by :func:`save_demos`, checked: present, readable, non-empty, with LeRobot's columns."""
+    """A demo set saved by :func:`save_demos`, checked: present, readable, non-empty, with LeRobot's columns.
+
+    A set written before worlds had names (``env_id`` "bridge/Reach-v0") loads as world ``reach``: its
+    ``meta`` gains the ``world``, ``observation`` and ``action_space`` entries that newer sets carry.
+    """
     path = Path(path)
     hint = f"collect it again: python -m bridge vla collect --episodes N --out {path} --overwrite"
     if not path.is_dir():
-        raise FileNotFoundError(f"no demo set at {path}; {hint}")
+        raise MissingFileError(f"no demo set at {path}; {hint}")
     try:
         meta = json.loads((path / META_FILE).read_text())
         dataset = load_from_disk(str(path))
     except (OSError, ValueError, KeyError, IndexError) as err:  # json, datasets and pyarrow on a damaged folder
-        raise ValueError(
+        raise CorruptFileError(
             f"the demo set at {path} is missing files or corrupted ({type(err).__name__}: {err}); {hint}"
         ) from None
     if not isinstance(dataset, Dataset):
-        raise ValueError(f"{path} holds a {type(dataset).__name__}, not one demo Dataset; {hint}")
-    missing = sorted(set(FEATURES) - set(dataset.column_names))
+        raise CorruptFileError(f"{path} holds a {type(dataset).__name__}, not one demo Dataset; {hint}")
+    if not isinstance(meta, dict) or "stats" not in meta or "env" not in meta:
+        raise CorruptFileError(f"{path}/{META_FILE} does not describe a demo set; {hint}")
+    meta = _with_world(meta, path, hint)
+    features = demo_features(ObservationSpec(**meta["observation"]), ActionSpace(**meta["action_space"]))
+    missing = [name for name in features if name not in dataset.column_names]
     if missing:
-        raise ValueError(f"the demo set at {path} lacks the columns {missing}; {hint}")
+        raise CorruptFileError(f"the demo set at {path} lacks the columns {missing}; {hint}")
     if len(dataset) == 0:
-        raise ValueError(f"the demo set at {path} is empty; {hint}")
-    if meta.get("env_id") != ENV_ID or "stats" not in meta:
-        raise ValueError(f"{path}/{META_FILE} does not describe a {ENV_ID} demo set; {hint}")
+        raise CorruptFileError(f"the demo set at {path} is empty; {hint}")
     return dataset, meta
 
 
-class DemoFrames(torch.utils.data.Dataset):
-    """Frames with their next ``horizon`` actions, held in memory as tensors (a toy-scale set is ~0.2 GB)."""
+def _with_world(meta: dict, path: Path, hint: str) -> dict:
+    """``meta`` with its world's name and specs, read from the world for a set that predates them."""
+    if "world" in meta and "observation" in meta and "action_space" in meta:
+        return meta
+    name = meta.get("world") or LEGACY_ENV_IDS.get(meta.get("env_id"))
+    if name is None:
+        raise CorruptFileError(f"{path}/{META_FILE} names no world (no 'world' or known 'env_id'); {hint}")
+    world = get_world(name, **meta["env"])
+    return {
+        "world": name,
+        "observation": asdict(world.observation),
+        "action_space": asdict(world.action_space),
+        **meta,
+    }
 
-    def __init__(self, dataset: Dataset, horizon: int) -> None:
+
+class DemoFrames(torch.utils.data.Dataset):
+    """Frames with their next ``horizon`` actions, held in memory as tensors (a toy-scale set is ~0.2 GB).
+
+    With ``n_obs_steps`` k > 1 each item's image is its last k frames (k, H, W, 3), as the rollout shows them.
+    """
+
+    def __init__(self, dataset: Dataset, horizon: int, action_space: ActionSpace, n_obs_steps: int = 1) -> None:
         columns = dataset.with_format("numpy")[:]
         self.images = torch.from_numpy(columns["observation.image"])  # (N, H, W, 3) uint8, decoded once
-        self.states = torch.from_numpy(columns["observation.state"]).float()
-        actions = torch.from_numpy(columns["action"]).float()
-        if not torch.isfinite(actions).all() or actions.abs().max() > 1 + 1e-5:
-            raise ValueError("the demo set holds actions outside the action space [-1, 1]^2 or non-finite ones")
-        rows, self.is_pad = chunk_indices(torch.from_numpy(columns["episode_index"]), horizon)
-        self.chunks = actions[rows]  # (N, horizon, 2)
+        episode_index = torch.from_numpy(columns["episode_index"])
+        self.history = history_indices(episode_index, n_obs_steps) if n_obs_steps > 1 else None
+        n = len(self.images)
+        # A world without a state vector serves (N, 0) states, so every batch has the same keys.
+        states = columns["observation.state"] if "observation.state" in columns else np.zeros((n, 0), np.float32)
+        self.states = torch.from_numpy(states).float()
+        actions = torch.from_numpy(columns["action"])
+        actions = actions.float() if action_space.kind == "box" else actions.long()
+        low, high = action_space.low, action_space.high
+        if not torch.isfinite(actions.float()).all() or actions.min() < low - 1e-5 or actions.max() > high + 1e-5:
+            raise CorruptFileError(
+                f"the demo set holds actions outside the action space {action_space} or non-finite ones; "
+                "collect it again"
+            )
+        rows, self.is_pad = chunk_indices(episode_index, horizon)
+        self.chunks = actions[rows]  # (N, horizon, *action shape)
         self.tasks = [str(t) for t in columns["task"]]
 
     def __len__(self) -> int:
@@ -186,7 +226,7 @@ class DemoFrames(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {
-            "observation.image": self.images[i],
+            "observation.image": self.images[i] if self.history is None else self.images[self.history[i]],
             "observation.state": self.states[i],
             "action": self.chunks[i],
             "action_is_pad": self.is_pad[i],
@@ -195,25 +235,28 @@ class DemoFrames(torch.utils.data.Dataset):
 
 
 class DemoDataModule(L.LightningDataModule):
-    """Expert demonstrations of ``bridge/Reach-v0`` as batches for :class:`bridge.lit.vla.VLAPolicy`.
+    """A world's expert demonstrations as batches for :class:`bridge.lit.vla.VLAPolicy`.
 
     Args:
         path: the demo set. When it does not exist, ``prepare_data`` collects ``episodes`` episodes there.
-        episodes, seed, noise, env: how to collect (``env``: :class:`~bridge.vla.env.ReachConfig` fields).
-            For an existing set, ``episodes`` and ``env`` (when given) must match what it holds.
+        world: the world's name (``reach``); an existing set must hold this world's demos.
+        episodes, seed, noise, env: how to collect (``env``: the world's options; ``noise`` None: the
+            expert's default). For an existing set, ``episodes`` and ``env`` (when given) must match it.
         val_fraction: share of *episodes* (never frames of one episode on both sides) held out, seeded.
-        action_horizon: actions served per frame (``action`` is (B, horizon, 2)); at least the policy's chunk.
+        action_horizon: actions served per frame (``action`` is (B, horizon, action_dim)); at least the
+            policy's chunk.
 
-    Batches: ``observation.image`` (B, H, W, 3) uint8, ``observation.state`` (B, 2), ``action``
-    (B, horizon, 2) and ``action_is_pad`` (B, horizon) in env units, ``task`` a list of strings.
+    Batches: ``observation.image`` (B, H, W, 3) uint8, ``observation.state`` (B, state_dim), ``action``
+    (B, horizon, action_dim) and ``action_is_pad`` (B, horizon) in env units, ``task`` a list of strings.
     """
 
     def __init__(
         self,
         path: str = "runs/demos/reach",
+        world: str = "reach",
         episodes: int | None = 1000,
         seed: int = 0,
-        noise: float = 0.1,
+        noise: float | None = None,
         env: dict | None = None,
         val_fraction: float = 0.05,
         action_horizon: int = 1,
@@ -222,7 +265,7 @@ class DemoDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()
         self.path, self.action_horizon = Path(path), action_horizon
         self.meta: dict | None = None
@@ -233,7 +276,7 @@ class DemoDataModule(L.LightningDataModule):
         """Collect the demo set if it is not on disk yet (Lightning runs this on one process per node)."""
         hp = self.hparams
         if not self.path.exists():
-            dataset, meta = collect_demos(hp.episodes or 1000, hp.env, hp.seed, hp.noise)
+            dataset, meta = collect_demos(hp.episodes or 1000, hp.env, hp.seed, hp.noise, world=hp.world)
             save_demos(dataset, meta, self.path)
 
     def setup(self, stage: str | None = None) -> None:
@@ -246,11 +289,14 @@ class DemoDataModule(L.LightningDataModule):
         rng = np.random.default_rng(self.hparams.seed)
         n_val = round(len(episodes) * self.hparams.val_fraction)
         is_val = np.isin(episode_index, rng.choice(episodes, size=n_val, replace=False))
-        self.train_set = DemoFrames(dataset.select(np.flatnonzero(~is_val)), self.action_horizon)
-        self.val_set = DemoFrames(dataset.select(np.flatnonzero(is_val)), self.action_horizon) if n_val else None
+        args = self.action_horizon, self.action_space, self.observation.n_obs_steps
+        self.train_set = DemoFrames(dataset.select(np.flatnonzero(~is_val)), *args)
+        self.val_set = DemoFrames(dataset.select(np.flatnonzero(is_val)), *args) if n_val else None
 
     def _check_matches(self, meta: dict) -> None:
         hp, wrong = self.hparams, []
+        if hp.world != meta["world"]:
+            wrong.append(f"world={meta['world']!r} (asked for {hp.world!r})")
         if hp.episodes is not None and hp.episodes != meta["num_episodes"]:
             wrong.append(f"episodes={meta['num_episodes']} (asked for {hp.episodes})")
         stored = meta["env"]
@@ -258,7 +304,7 @@ class DemoDataModule(L.LightningDataModule):
             if stored.get(key) != value:
                 wrong.append(f"env.{key}={stored.get(key)!r} (asked for {value!r})")
         if wrong:
-            raise ValueError(
+            raise ConfigError(
                 f"the demo set at {self.path} holds {', '.join(wrong)}; point path at another folder to collect "
                 "a new set, or set episodes: null and drop env to use this one as it is"
             )
@@ -268,12 +314,26 @@ class DemoDataModule(L.LightningDataModule):
         return self._meta()["stats"]
 
     @property
+    def world(self) -> str:
+        """The name of the world the demos are of."""
+        return self._meta()["world"]
+
+    @property
     def env_config(self) -> dict:
+        """The world's options the demos were collected with."""
         return self._meta()["env"]
+
+    @property
+    def observation(self) -> ObservationSpec:
+        return ObservationSpec(**self._meta()["observation"])
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return ActionSpace(**self._meta()["action_space"])
 
     def _meta(self) -> dict:
         if self.meta is None:
-            self.setup()
+            self.meta = load_demos(self.path)[1]
         return self.meta
 
     def train_dataloader(self) -> DataLoader:

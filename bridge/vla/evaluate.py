@@ -1,115 +1,30 @@
-"""Closed-loop evaluation: batched rollouts over vector envs, Wilson intervals, baselines and ablations.
+"""Closed-loop evaluation in any world: Wilson intervals, baselines, language ablations and videos.
 
-A policy is judged by whether it reaches the object, not by its validation loss. Every condition runs on
-the *same* episodes (the same seeds, so the same scenes and targets): the policy, the policy with a blank
-or a shuffled instruction (language ablations), the scripted expert (ceiling) and uniformly random
+A policy is judged by whether it succeeds in its world, not by its validation loss. Every condition runs on
+the *same* episodes (the same seeds, so the same scenes and instructions): the policy, the policy with a
+blank or a shuffled instruction (language ablations), the world's expert (ceiling) and uniformly random
 actions (floor).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from bridge.vla.env import ReachConfig, make_vec
+from bridge.errors import ConfigError
+from bridge.vla.agents import Agent, RandomAgent
+from bridge.vla.rollout import Episode, rollouts
+from bridge.vla.world import World
+from bridge.vla.worlds import get_world
 
-# (observation batch, info batch) -> actions (n, 2); observations hold only the still running episodes.
-Agent = Callable[[dict[str, Any], dict[str, Any]], np.ndarray]
-
-# Demonstrations use seeds seed, seed + 1, ...; evaluation starts far above, so no test scene was seen
-# in training (unless a demo set has a million episodes).
-EVAL_SEED_OFFSET = 1_000_000
-SEED_STRIDE = 10_000
+SEED_STRIDE = 10_000  # evaluation seed s uses scenes offset + s * SEED_STRIDE + i
 
 CONDITIONS = ("policy", "blank", "shuffled", "expert", "random")
-
-
-@dataclass
-class Episode:
-    seed: int
-    task: str  # the world's instruction
-    given: str  # what the agent was told (differs under the language ablations)
-    success: bool
-    steps: int
-    target: np.ndarray  # the target's position (privileged; for the expert's labels)
-    frames: list[np.ndarray] = field(default_factory=list)  # what the agent saw, then the final frame
-    states: list[np.ndarray] = field(default_factory=list)
-    actions: list[np.ndarray] = field(default_factory=list)
-
-
-def rollouts(
-    agent: Agent,
-    seeds: Sequence[int],
-    env_config: dict | None = None,
-    num_envs: int = 50,
-    instructions: Sequence[str] | None = None,
-    record: int = 0,
-) -> Iterator[Episode]:
-    """Run one episode per seed, ``num_envs`` at a time, and yield them in seed order.
-
-    ``instructions`` replaces what the agent is told, one per seed (the world still checks its own
-    target). The first ``record`` episodes keep their frames, states and actions.
-    """
-    if instructions is not None and len(instructions) != len(seeds):
-        raise ValueError(f"got {len(instructions)} instructions for {len(seeds)} seeds")
-    n = max(1, min(num_envs, len(seeds)))
-    envs = make_vec(n, **(env_config or {}))
-    try:
-        for start in range(0, len(seeds), n):
-            wave = list(seeds[start : start + n])
-            yield from _wave(envs, agent, wave, start, instructions, record)
-    finally:
-        envs.close()
-
-
-def _wave(envs, agent: Agent, wave: list[int], start: int, instructions, record: int) -> Iterator[Episode]:
-    n = envs.num_envs
-    # A short last wave pads with copies of its last seed; those copies start inactive and are never reported.
-    obs, info = envs.reset(seed=wave + [wave[-1]] * (n - len(wave)))
-    tasks = list(obs["task"])
-    given = list(instructions[start : start + len(wave)]) if instructions is not None else tasks[: len(wave)]
-    episodes = [Episode(seed, tasks[i], given[i], False, 0, info["target"][i].copy()) for i, seed in enumerate(wave)]
-    active = np.arange(n) < len(wave)
-    steps = np.zeros(n, dtype=int)
-    while active.any():
-        idx = np.flatnonzero(active)
-        sub_obs = {"image": obs["image"][idx], "state": obs["state"][idx], "task": [given[i] for i in idx]}
-        actions = np.zeros((n, 2), dtype=np.float32)
-        actions[idx] = agent(sub_obs, {"target": info["target"][idx]})
-        for i in idx:
-            if start + i < record:
-                episodes[i].frames.append(obs["image"][i])
-                episodes[i].states.append(obs["state"][i])
-                episodes[i].actions.append(actions[i])
-        obs, _, terminated, truncated, info = envs.step(actions)
-        steps[active] += 1
-        done = (terminated | truncated) & active
-        for i in np.flatnonzero(done):
-            episodes[i].success, episodes[i].steps = bool(terminated[i]), int(steps[i])
-            # Same-step autoreset: ``obs`` already shows env i's next episode; its last frame is in final_obs.
-            if start + i < record:
-                episodes[i].frames.append(info["final_obs"][i]["image"])
-        active &= ~done
-    yield from episodes
-
-
-# -- the agents ------------------------------------------------------------------------------------------
-
-
-class RandomAgent:
-    """Uniform actions in [-1, 1]^2: the floor any learned policy must beat."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, obs: dict, info: dict) -> np.ndarray:
-        return self.rng.uniform(-1, 1, size=(len(obs["state"]), 2)).astype(np.float32)
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -155,16 +70,16 @@ def summarise(name: str, episodes: list[Episode], groups: int) -> ConditionResul
     return ConditionResult(name, len(wins), len(episodes), wilson_interval(len(wins), len(episodes)), steps, per_seed)
 
 
-def eval_seeds(episodes: int, seeds: int) -> list[int]:
-    """The evaluation episodes: ``episodes`` scenes for each of ``seeds`` evaluation seeds."""
-    return [EVAL_SEED_OFFSET + s * SEED_STRIDE + i for s in range(seeds) for i in range(episodes)]
+def eval_seeds(episodes: int, seeds: int, offset: int = World.eval_seed_offset) -> list[int]:
+    """The evaluation episodes: ``episodes`` scenes for each of ``seeds`` evaluation seeds, from ``offset`` up."""
+    return [offset + s * SEED_STRIDE + i for s in range(seeds) for i in range(episodes)]
 
 
 def shuffled(tasks: Sequence[str], seed: int = 0) -> list[str]:
     """Each episode gets another episode's instruction (a random derangement), so the words are real but wrong."""
     n = len(tasks)
     if n < 2:
-        raise ValueError("the shuffled-instruction ablation needs at least two episodes")
+        raise ConfigError("the shuffled-instruction ablation needs at least two episodes")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     # Rotate a random order by one: every episode receives another one's instruction.
@@ -174,52 +89,46 @@ def shuffled(tasks: Sequence[str], seed: int = 0) -> list[str]:
 
 
 def evaluate(
-    policy: Agent,
+    policy: Agent | None,
     env_config: dict | None = None,
     episodes: int = 50,
     seeds: int = 3,
     num_envs: int = 50,
     conditions: Sequence[str] = CONDITIONS,
     record: int = 0,
-    expert_noise: float = 0.1,
+    expert_noise: float | None = None,
     progress: bool = True,
+    world: str | World = "reach",
 ) -> tuple[dict[str, ConditionResult], dict[str, list[Episode]]]:
-    """Run ``conditions`` on the same ``episodes x seeds`` scenes; return results and the episodes.
+    """Run ``conditions`` on the same ``episodes x seeds`` scenes of ``world``; return results and the episodes.
 
-    ``policy`` is any :data:`Agent` (e.g. ``Policy.as_agent()``). Each condition's first ``record``
-    episodes keep their frames (for :func:`write_video`).
+    ``policy`` is any agent (e.g. ``Policy.as_agent()``; None when only the expert and random run),
+    ``env_config`` the world's options. Each condition's first ``record`` episodes keep their frames (for
+    :func:`write_video`).
     """
-    from bridge.vla.demos import ScriptedExpert  # demos builds on rollouts() from this module
-
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
-        raise ValueError(f"unknown conditions {unknown}; choose from {', '.join(CONDITIONS)}")
+        raise ConfigError(f"unknown conditions {unknown}; choose from {', '.join(CONDITIONS)}")
     if episodes < 1 or seeds < 1:
-        raise ValueError(f"evaluation needs at least one episode and one seed, got episodes={episodes}, seeds={seeds}")
-    config = ReachConfig(**(env_config or {}))
-    seed_list = eval_seeds(episodes, seeds)
+        raise ConfigError(f"evaluation needs at least one episode and one seed, got episodes={episodes}, seeds={seeds}")
+    world = get_world(world, **(env_config or {}))
+    seed_list = eval_seeds(episodes, seeds, world.eval_seed_offset)
     told: dict[str, Sequence[str] | None] = {"blank": [""] * len(seed_list)}
     if "shuffled" in conditions:  # every episode told another one's instruction (needs two episodes or more)
-        told["shuffled"] = shuffled(_instructions(seed_list, env_config))
-    agents: dict[str, Agent] = {
+        told["shuffled"] = shuffled(world.tasks(seed_list))
+    agents: dict[str, Agent | None] = {
         "policy": policy, "blank": policy, "shuffled": policy,
-        "expert": ScriptedExpert(noise=expert_noise, step_size=config.step_size, seed=0),
-        "random": RandomAgent(seed=0),
+        "expert": world.expert(seed=0, noise=expert_noise),
+        "random": RandomAgent(world.action_space, seed=0),
     }  # fmt: skip
     results, rolled = {}, {}
     for name in conditions:
-        stream = rollouts(agents[name], seed_list, env_config, num_envs, told.get(name), record)
+        if agents[name] is None:
+            raise ConfigError(f"condition {name!r} needs a policy; pass one or ask only for expert and random")
+        stream = rollouts(agents[name], seed_list, world, num_envs, told.get(name), record)
         eps = list(tqdm(stream, total=len(seed_list), desc=f"eval {name}", unit="ep", disable=not progress))
         rolled[name], results[name] = eps, summarise(name, eps, seeds)
     return results, rolled
-
-
-def _instructions(seeds: Sequence[int], env_config: dict | None) -> list[str]:
-    """Each seed's instruction, read off a reset (cheap: no steps)."""
-    from bridge.vla.env import ReachEnv
-
-    env = ReachEnv(render_mode=None, **(env_config or {}))
-    return [env.reset(seed=s)[0]["task"] for s in seeds]
 
 
 # -- videos ----------------------------------------------------------------------------------------------
@@ -232,10 +141,10 @@ def write_video(episodes: Sequence[Episode], path: str | Path, fps: int = 5, sca
 
     path = Path(path)
     if path.suffix not in (".gif", ".mp4"):
-        raise ValueError(f"video path must end in .gif or .mp4, got {path.name}")
+        raise ConfigError(f"video path must end in .gif or .mp4, got {path.name}")
     recorded = [ep for ep in episodes if ep.frames]
     if not recorded:
-        raise ValueError("no recorded frames; pass record=N to evaluate/rollouts")
+        raise ConfigError("no recorded frames; pass record=N to evaluate/rollouts")
     length = max(len(ep.frames) for ep in recorded)
     tiles = [_tiles(ep, length, scale) for ep in recorded]
     if len(tiles) > columns:  # fill the last row of the grid with black tiles

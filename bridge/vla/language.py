@@ -16,6 +16,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
+from bridge.errors import MissingFileError
+
 SPECIAL_TOKENS = {
     "pad_token": "[PAD]",
     "unk_token": "[UNK]",
@@ -80,12 +82,18 @@ class TextEncoder(nn.Module):
 
 
 def build_text_encoder(
-    name: str | None, vocabulary: Iterable[str], dim: int = 64, layers: int = 2, heads: int = 2
+    name: str | None,
+    vocabulary: Iterable[str],
+    dim: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> TextEncoder:
     """``name=None``: a small BERT from a config over a tokenizer trained on ``vocabulary`` (a list of
-    instructions). Otherwise ``name`` is a local folder or hub id of a pretrained ``transformers`` model."""
+    instructions), or over ``tokenizer`` when given (a saved policy's). Otherwise ``name`` is a local folder
+    or hub id of a pretrained ``transformers`` model."""
     if name is None:
-        tokenizer = train_tokenizer(vocabulary)
+        tokenizer = tokenizer or train_tokenizer(vocabulary)
         config = BertConfig(
             vocab_size=len(tokenizer), hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
             intermediate_size=4 * dim, max_position_embeddings=MAX_LENGTH, type_vocab_size=1,
@@ -96,7 +104,7 @@ def build_text_encoder(
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
     except OSError as err:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no text model {name!r} could be loaded ({err}). Give it one of three ways: (1) a local folder "
             "written by save_pretrained, (2) the local Hugging Face cache (download once online, then "
             "HF_HUB_OFFLINE=1 reads it), (3) go online so transformers can fetch it from the hub."

@@ -1,23 +1,28 @@
-"""``bridge/Reach-v0``: reach the object an instruction names, in a 64x64 RGB scene.
+"""The ``reach`` world (gymnasium id ``bridge/Reach-v0``): reach the object an instruction names, in a 64x64 RGB scene.
 
 The scene holds ``num_objects`` distinct (colour, shape) pairs drawn with :func:`bridge.data.draw_shape`
 (the palette of the ``shapes`` dataset, so a backbone pretrained there sees the same objects) and a
 white agent marker. The instruction ("go to the red circle", or a paraphrase) is part of the
 observation (``task``), as in LeRobot. Positions are in [-1, 1] with x to the right and y down; pixel
-``(col, row)`` of an ``S x S`` frame covers ``x in [2 col / S - 1, 2 (col + 1) / S - 1)``.
+``(col, row)`` of an ``S x S`` frame covers ``x in [2 col / S - 1, 2 (col + 1) / S - 1)``. The expert
+is a scripted proportional controller that knows the target's position.
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from bridge.data.shapes import BACKGROUND, COLOURS, SHAPES, draw_shape
+from bridge.errors import ConfigError
+from bridge.vla.spaces import ActionSpace, ObservationSpec
+from bridge.vla.world import Split, World
+from bridge.vla.worlds import register_world
 
 ENV_ID = "bridge/Reach-v0"
 
@@ -42,14 +47,15 @@ AGENT_COLOUR = (255, 255, 255)  # white: no object has it
 TASK_CHARSET = string.ascii_lowercase + string.digits + " "
 
 
-def instructions(paraphrases: Literal["train", "heldout", "all"] = "all") -> list[str]:
+def instructions(paraphrases: Split = "all") -> list[str]:
     """Every instruction the world can give with these paraphrases (for training a tokenizer)."""
     return [t.format(f"{c} {s}") for t in PARAPHRASES[paraphrases] for c, s in OBJECTS]
 
 
+@register_world("reach")
 @dataclass(frozen=True)
-class ReachConfig:
-    """The world's geometry; lengths are in units of the [-1, 1] frame (2 = the image side).
+class Reach(World):
+    """The world and its geometry; lengths are in units of the [-1, 1] frame (2 = the image side).
 
     At 64x64 an object spans ~10 px, a full step moves ~3 px, and success means the agent's centre is
     within ~5 px of the target's centre. Objects are at least ``min_separation`` apart, so success
@@ -65,19 +71,36 @@ class ReachConfig:
     agent_radius: float = 0.08
     min_separation: float = 0.5
     start_clearance: float = 0.3  # the agent never starts inside (or next to) a success region
-    paraphrases: Literal["train", "heldout", "all"] = "train"
+    paraphrases: Split = "train"
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_objects <= len(OBJECTS):
-            raise ValueError(
+            raise ConfigError(
                 f"num_objects must be 1..{len(OBJECTS)} (distinct colour-shape pairs), got {self.num_objects}"
             )
         if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 to tell a triangle from a circle, got {self.image_size}")
+            raise ConfigError(f"image_size must be >= 16 to tell a triangle from a circle, got {self.image_size}")
         if self.paraphrases not in PARAPHRASES:
-            raise ValueError(f"paraphrases must be one of {', '.join(PARAPHRASES)}, got {self.paraphrases!r}")
+            raise ConfigError(f"paraphrases must be one of {', '.join(PARAPHRASES)}, got {self.paraphrases!r}")
         if self.max_steps < 1 or self.step_size <= 0 or self.success_radius <= 0:
-            raise ValueError("max_steps, step_size and success_radius must be positive")
+            raise ConfigError("max_steps, step_size and success_radius must be positive")
+
+    @property
+    def observation(self) -> ObservationSpec:
+        return ObservationSpec(image_size=self.image_size, state_dim=2)
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return ActionSpace.box(2)
+
+    def make(self, render_mode: str | None = "rgb_array") -> ReachEnv:
+        return ReachEnv(render_mode=render_mode, **self.options)
+
+    def expert(self, seed: int = 0, noise: float | None = None) -> ScriptedExpert:
+        return ScriptedExpert(noise=0.1 if noise is None else noise, step_size=self.step_size, seed=seed)
+
+    def instructions(self, split: Split = "all") -> list[str]:
+        return instructions(split)
 
 
 class ReachEnv(gym.Env):
@@ -93,9 +116,9 @@ class ReachEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, render_mode: str | None = "rgb_array", **config: Any) -> None:
-        self.config = ReachConfig(**config)
+        self.config = Reach(**config)
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+            raise ConfigError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         self.render_mode = render_mode
         size = self.config.image_size
         self.observation_space = spaces.Dict(
@@ -216,23 +239,41 @@ class ReachEnv(gym.Env):
         }
 
 
+class ScriptedExpert:
+    """A proportional controller toward the (privileged) target, executed with Gaussian noise.
+
+    :meth:`command` heads straight for the target at full speed and slows to land on it. Calling the
+    expert adds ``noise`` (per axis, in action units) to that command, which spreads the demonstrations
+    over states off the ideal path, the states a learned policy's own small errors lead to. Demos record
+    the noise-free command (:meth:`label`; DART, Laskey et al. 2017): they show how to recover from those
+    states without teaching the noise itself.
+    """
+
+    def __init__(self, noise: float = 0.1, gain: float = 1.0, step_size: float = 0.1, seed: int = 0) -> None:
+        self.noise, self.gain, self.step_size = noise, gain, step_size
+        self.rng = np.random.default_rng(seed)
+
+    def command(self, state: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The noise-free action(s) for agent ``state`` and ``target`` positions (..., 2)."""
+        action = self.gain * (np.asarray(target) - np.asarray(state)) / self.step_size
+        action = action / np.maximum(1.0, np.abs(action).max(axis=-1, keepdims=True))  # keep the direction
+        return action.astype(np.float32)
+
+    def __call__(self, obs: dict, info: dict) -> np.ndarray:
+        action = self.command(obs["state"], info["target"])
+        return np.clip(action + self.noise * self.rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
+
+    def label(self, obs: dict, info: dict) -> np.ndarray:
+        return self.command(obs["state"], info["target"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"noise": self.noise, "gain": self.gain, "action": "noise-free command (DART)"}
+
+
 def register() -> None:
-    """Register ``bridge/Reach-v0`` with gymnasium (idempotent); ``import bridge.vla`` calls it."""
+    """Register ``bridge/Reach-v0`` with gymnasium (idempotent; importing this module calls it)."""
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=ReachEnv, max_episode_steps=None, disable_env_checker=False)
 
 
-def make_vec(num_envs: int, **config: Any) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of the world in one process, stepped as a batch.
-
-    Same-step autoreset: the observation returned with ``done`` already belongs to the next episode, so
-    every action passed to ``step`` is one the world executed (no ignored step to bookkeep).
-    """
-    register()
-    return gym.make_vec(
-        ENV_ID,
-        num_envs=num_envs,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-        **config,
-    )
+register()

@@ -1,7 +1,9 @@
-"""``python -m bridge vla collect|eval``: expert demonstrations and closed-loop evaluation of a trained policy.
+"""``python -m bridge vla collect|eval|export|worlds``: expert demonstrations, closed-loop evaluation of a
+trained policy, a checkpoint as a ``save_pretrained`` folder, and the worlds there are.
 
 ``register(subparsers)`` adds the ``vla`` command to bridge's argparse parser. Heavy imports (torch,
-transformers, datasets) happen inside the handlers, so ``python -m bridge --help`` stays fast.
+transformers, datasets, the worlds' simulators) happen inside the handlers, so ``python -m bridge --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ import json
 import math
 from pathlib import Path
 
-CONDITIONS = ("policy", "blank", "shuffled", "expert", "random")  # bridge.vla.evaluate.CONDITIONS, without importing it
+from bridge.errors import ConfigError
+from bridge.vla.evaluate import CONDITIONS
 
 
 def register(subparsers) -> None:
-    """Add ``vla collect`` and ``vla eval`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    vla = subparsers.add_parser("vla", help="the toy VLA world: collect expert demos, evaluate a policy in closed loop")
+    """Add the ``vla`` commands to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    vla = subparsers.add_parser("vla", help="VLA worlds: collect expert demos, evaluate a policy in closed loop")
     commands = vla.add_subparsers(dest="vla_command", metavar="<vla command>", required=True)
 
-    p = commands.add_parser(
-        "collect", help="record scripted-expert episodes of bridge/Reach-v0 as a LeRobot-style dataset"
-    )
+    p = commands.add_parser("collect", help="record a world's expert episodes as a LeRobot-style dataset")
+    p.add_argument("--world", default="reach", help="the world's name (python -m bridge vla worlds lists them)")
+    p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="the world's options, e.g. image_size=32")
     p.add_argument("--episodes", type=int, default=1000, help="successful episodes to record")
     p.add_argument("--out", required=True, help="folder for the dataset (datasets.save_to_disk) and its meta.json")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
-    p.add_argument("--noise", type=float, default=0.1, help="std of the expert's action noise")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--num-objects", type=int, default=4)
+    p.add_argument("--noise", type=float, default=None, help="the expert's action noise (default: the world's)")
     p.add_argument("--num-envs", type=int, default=16, help="episodes stepped together")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=collect)
@@ -35,13 +36,16 @@ def register(subparsers) -> None:
     p = commands.add_parser(
         "eval", help="closed-loop success of a trained policy, with expert, random and language ablations"
     )
-    p.add_argument("--ckpt", required=True, help="a VLAPolicy checkpoint (runs/<name>/checkpoints/*.ckpt)")
+    p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt) or a "
+                   "folder written by Policy.save_pretrained")  # fmt: skip
+    p.add_argument("--world", default=None, help="the world to act in (default: the policy's)")
+    p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="options over the policy's world's")
     p.add_argument("--episodes", type=int, default=50, help="episodes per evaluation seed")
     p.add_argument("--seeds", type=int, default=3, help="evaluation seeds (each a fresh set of scenes)")
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     p.add_argument(
         "--paraphrases", choices=("train", "heldout", "all"), default="all",
-        help="instruction phrasings: those seen in training, those held out, or both",
+        help="instruction phrasings, in worlds that have them: those seen in training, those held out, or both",
     )  # fmt: skip
     p.add_argument("--num-envs", type=int, default=50, help="episodes stepped (and policy queries batched) together")
     p.add_argument("--video", choices=("gif", "mp4", "none"), default="gif")
@@ -52,21 +56,71 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=evaluate_checkpoint)
 
+    p = commands.add_parser("export", help="a VLA checkpoint as a folder that Policy.from_pretrained loads")
+    p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)")
+    p.add_argument("--out", required=True, help="the folder (config.json, model.safetensors, tokenizer files)")
+    p.set_defaults(func=export)
+
+    p = commands.add_parser("worlds", help="the registered worlds (with BRIDGE_PLUGINS' too)")
+    p.set_defaults(func=worlds)
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["image_size=32", "paraphrases=all"]`` -> ``{"image_size": 32, "paraphrases": "all"}`` (JSON, else text)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env takes KEY=VALUE pairs, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
 
 def collect(args: argparse.Namespace) -> Path:
     from bridge.vla.demos import collect_demos, save_demos
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:  # before minutes of collection, not after
-        raise ValueError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-    env = {"image_size": args.image_size, "num_objects": args.num_objects}
-    dataset, meta = collect_demos(args.episodes, env, seed=args.seed, noise=args.noise, num_envs=args.num_envs)
+        raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+    dataset, meta = collect_demos(
+        args.episodes, parse_options(args.env), seed=args.seed, noise=args.noise, num_envs=args.num_envs,
+        world=args.world,
+    )  # fmt: skip
     save_demos(dataset, meta, out, overwrite=args.overwrite)
     print(
-        f"{meta['num_episodes']} episodes, {meta['num_frames']} frames -> {out} "
+        f"{meta['num_episodes']} episodes of {meta['world']}, {meta['num_frames']} frames -> {out} "
         f"(expert failures dropped: {meta['failed_episodes']})"
     )
     return out
+
+
+def export(args: argparse.Namespace) -> Path:
+    from bridge.vla.loading import load_policy
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; choose another --out")
+    load_policy(_existing(args.ckpt)).save_pretrained(out)
+    print(f"{args.ckpt} -> {out}")
+    return out
+
+
+def worlds(args: argparse.Namespace) -> list[str]:
+    from bridge.vla.worlds import list_worlds
+
+    names = list_worlds()
+    print("\n".join(names))
+    return names
+
+
+def _existing(path: str) -> Path:
+    """A path named on the command line, refused up front when it is not there."""
+    if not Path(path).exists():
+        raise ConfigError(f"{path} does not exist; pass a VLA run's checkpoint or a saved policy folder")
+    return Path(path)
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict:
@@ -74,26 +128,27 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from bridge.lit.vla import load_policy
     from bridge.vla.evaluate import evaluate, write_video
     from bridge.vla.language import unknown_words
+    from bridge.vla.loading import load_policy
+    from bridge.vla.worlds import get_world
 
-    ckpt = Path(args.ckpt)
-    try:
-        module = load_policy(ckpt)
-    except FileNotFoundError as err:
-        raise ValueError(str(err)) from None
-    policy = module.policy
-    env = dict(module.hparams.get("world") or {"image_size": policy.config.image_size})
-    env["paraphrases"] = args.paraphrases
+    ckpt = _existing(args.ckpt)
+    policy = load_policy(ckpt)
+    c = policy.config
+    options = c.world_options if args.world in (None, c.world) else {}
+    world = get_world(args.world or c.world, **{**options, **parse_options(args.env)})
+    if "paraphrases" in world.options:
+        world = world.replace(paraphrases=args.paraphrases)
     out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / ckpt.stem
     record = args.record if args.video != "none" else 0
     results, episodes = evaluate(
-        policy.as_agent(), env, episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
-        conditions=args.conditions, record=record,
+        policy.as_agent(), episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
+        conditions=args.conditions, record=record, world=world,
     )  # fmt: skip
 
-    table = Table(title=f"{ckpt} on {args.episodes} x {args.seeds} episodes ({args.paraphrases} paraphrases)")
+    told = f", {world.paraphrases} paraphrases" if "paraphrases" in world.options else ""
+    table = Table(title=f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes{told}")
     for column in ("condition", "success", "95% CI", "per seed", "steps to success"):
         table.add_column(column, justify="left" if column == "condition" else "right")
     for r in results.values():
@@ -113,7 +168,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
             videos[name] = write_video(eps[:record], out / f"{name}.{args.video}")
     summary = {
         "checkpoint": str(ckpt),
-        "env": env,
+        "world": world.name,
+        "env": world.options,
         "episodes_per_seed": args.episodes,
         "seeds": args.seeds,
         "results": {
@@ -134,18 +190,19 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
 
 
 def _run_dir(ckpt: Path) -> Path:
-    """runs/<name>/checkpoints/best.ckpt -> runs/<name>; a checkpoint elsewhere -> its folder."""
+    """runs/<name>/checkpoints/best.ckpt -> runs/<name>; a checkpoint or saved policy elsewhere -> its folder."""
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
 def _log_wandb(summary: dict, videos: dict[str, Path], out: Path, ckpt: Path) -> None:
     import wandb
 
-    from bridge.lit.lightning_cli import wandb_offline
+    from bridge.tracking import wandb_offline
 
     run = wandb.init(
         project="bridge", name=f"eval-{_run_dir(ckpt).name}-{ckpt.stem}", job_type="eval", dir=str(out),
-        mode="offline" if wandb_offline() else "online", config={k: summary[k] for k in ("checkpoint", "env", "seeds")},
+        mode="offline" if wandb_offline() else "online",
+        config={k: summary[k] for k in ("checkpoint", "world", "env", "seeds")},
     )  # fmt: skip
     table = wandb.Table(columns=["condition", "success_rate", "ci95_low", "ci95_high", "mean_steps_to_success"])
     for name, r in summary["results"].items():

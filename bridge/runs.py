@@ -1,0 +1,128 @@
+"""Run folders: one folder holds one thing bridge wrote, and one process writes to it at a time.
+
+* **Marks.** Every folder bridge creates for a run, a pipeline or a demo set gets a small ``.bridge.json``
+  naming its kind. A command only ever replaces a folder that carries the mark of the same kind, so
+  ``--overwrite`` can never delete a user's own files or another kind of output.
+* **Locks.** A writer holds an exclusive ``flock`` on ``<folder>/.lock`` while it works. The kernel drops
+  the lock when the process ends, however it ends, so a crash or ``kill -9`` cannot leave a folder stuck.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+
+from typing_extensions import Self
+
+from bridge.errors import ConfigError
+
+MARK_FILE = ".bridge.json"
+LOCK_FILE = ".lock"
+
+
+class FolderInUseError(ConfigError):
+    """Another process is writing to the folder."""
+
+
+def folder_kind(path: str | os.PathLike) -> str | None:
+    """The kind bridge marked ``path`` with ("run", "demos", "lineage", ...), or None."""
+    mark = Path(path) / MARK_FILE
+    try:
+        return json.loads(mark.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def mark_folder(path: str | os.PathLike, kind: str) -> Path:
+    """Create ``path`` if needed and mark it as a folder of ``kind`` (written atomically)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".{MARK_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"kind": kind}))
+    os.replace(tmp, path / MARK_FILE)
+    return path
+
+
+def is_empty(path: Path) -> bool:
+    return not any(p.name not in (MARK_FILE, LOCK_FILE) for p in path.iterdir())
+
+
+def check_writable(path: str | os.PathLike, kind: str, overwrite: bool = False, flag: str = "--overwrite") -> None:
+    """Raise unless a ``kind`` may be written at ``path``: it is absent, empty, or (with ``overwrite``) a ``kind``.
+
+    Call it before any work starts, so minutes of work are never thrown away at the end.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder; choose another output folder")
+    if is_empty(path):
+        return
+    found = folder_kind(path)
+    if found != kind:
+        what = f"bridge's {found} output" if found else "files bridge did not write"
+        raise ConfigError(
+            f"{path} already holds {what}; refusing to replace it with a {kind} folder. Choose another output folder"
+            + (" (--overwrite only ever replaces a folder of the same kind)" if overwrite else "")
+        )
+    if not overwrite:
+        raise ConfigError(f"{path} already holds a {kind} folder; choose another output folder or pass {flag}")
+
+
+def replace_folder(tmp: Path, path: Path, kind: str) -> Path:
+    """Move the finished ``tmp`` folder to ``path``, replacing an earlier ``kind`` there; return ``path``.
+
+    The old folder is renamed aside before the new one moves in, so a crash leaves one of the two whole.
+    """
+    mark_folder(tmp, kind)
+    if path.exists():
+        check_writable(path, kind, overwrite=True)
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    return path
+
+
+class FolderLock:
+    """``with FolderLock(path):`` one writer at a time; a second is refused at once with who holds it.
+
+    Only the process that owns the folder locks it: DDP's other ranks (``LOCAL_RANK``/``RANK`` > 0) pass
+    through, since they write into the folder their rank 0 holds.
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str) -> None:
+        self.path, self.kind = Path(path), kind
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) > 0:
+            return self
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FolderInUseError(
+                f"{self.path} is in use by {holder}: one {self.kind} writes there at a time. Wait for it to finish, "
+                "or choose another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

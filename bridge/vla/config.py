@@ -1,0 +1,105 @@
+"""The policy's configuration: plain data, importable without torch (LeRobot keeps its configs apart the same way)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from bridge.errors import ConfigError
+from bridge.vla.worlds import get_world
+
+
+@dataclass
+class PolicyConfig:
+    """Everything that defines a policy's architecture (and where its encoder's weights come from).
+
+    Encoder: ``encoder`` is a ``bridge.create_model`` name or ``timm:<name>``, built with
+    ``encoder_kwargs``. Weights (optional) follow the training rules: ``pretrained_file`` (a timm, bridge
+    or torchvision weights file, or an ImageClassifier ``.ckpt`` whose ``model.`` weights are loaded),
+    else for timm models ``pretrained=True`` reads the local Hugging Face cache or the hub.
+    ``image_size`` is the side of the world's frames; ``input_size`` resizes them for encoders built for
+    another size (e.g. 224 for a pretrained ViT). ``mean``/``std``: pixel normalisation, by default the
+    pretrained timm model's own or 0.5.
+    Language: ``text_encoder`` None is a small BERT (``text_dim``, ``text_layers``) over a tokenizer trained
+    on the instructions; otherwise a local folder or hub id of a pretrained ``transformers`` model.
+    Actions: ``head="bins"`` classifies each dimension into ``num_bins`` bins, against one-hot targets
+    (``bin_sigma=0``, RT-1) or Gaussians of ``bin_sigma`` bins (HL-Gauss); ``head="continuous"`` regresses
+    them with L1. Both predict ``chunk_size`` steps ahead (ACT's chunks).
+    World: ``world`` names the world the policy acts in; its vocabulary trains the tokenizer, and
+    ``action_dim`` / ``state_dim`` (None: the world's) size the head and the state input. ``world_options``
+    records the world's settings the policy was trained in (``fit`` fills it from the demo set), so that a
+    saved policy is evaluated in the same world.
+    """
+
+    world: str = "reach"
+    world_options: dict[str, Any] = field(default_factory=dict)
+    action_dim: int | None = None
+    state_dim: int | None = None
+
+    encoder: str = "resnet20"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    freeze_encoder: bool = False
+    image_size: int = 64
+    input_size: int | None = None
+    mean: float | list[float] | None = None
+    std: float | list[float] | None = None
+    text_encoder: str | None = None
+    text_dim: int = 64
+    text_layers: int = 2
+    freeze_text: bool = False
+    conditioning: Literal["film", "prefix", "both"] = "both"
+    dim: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    head: Literal["bins", "continuous"] = "bins"
+    num_bins: int = 256
+    bin_sigma: float = 0.0
+    chunk_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.conditioning not in ("film", "prefix", "both"):
+            raise ConfigError(f"conditioning must be film, prefix or both, got {self.conditioning!r}")
+        if self.head not in ("bins", "continuous"):
+            raise ConfigError(f"head must be bins or continuous, got {self.head!r}")
+        if self.chunk_size < 1 or self.depth < 1:
+            raise ConfigError("chunk_size and depth must be >= 1")
+        if self.dim % 4:
+            raise ConfigError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
+
+    def with_world_sizes(self) -> PolicyConfig:
+        """This configuration with ``action_dim`` and ``state_dim`` read from its world where they are None."""
+        if self.action_dim is not None and self.state_dim is not None:
+            return self
+        world = get_world(self.world, **self.world_options)
+        if world.action_space.kind != "box":
+            raise ConfigError(
+                f"world {world.name} has {world.action_space.size} discrete actions, but the policy's heads "
+                "(bins, continuous) act in a continuous box; a categorical head is needed for this world"
+            )
+        action_dim = world.action_space.size if self.action_dim is None else self.action_dim
+        state_dim = world.observation.state_dim if self.state_dim is None else self.state_dim
+        return replace(self, action_dim=action_dim, state_dim=state_dim)
+
+
+# Fields that only say where the first weights come from, what trains, how the loss is shaped, or which world
+# and settings the sizes came from; any other difference means the tensors belong to another architecture.
+NON_ARCHITECTURE_FIELDS = frozenset(
+    {"pretrained", "pretrained_file", "freeze_encoder", "freeze_text", "bin_sigma", "world", "world_options"}
+)
+
+
+def config_mismatch(saved: dict, current: dict) -> list[str]:
+    """``key: saved -> current`` for every architecture field that differs (empty when compatible).
+
+    Sizes left to the world (None) are read from it first, so a checkpoint written before the sizes were
+    recorded compares equal to the same architecture with them.
+    """
+    names = [f.name for f in fields(PolicyConfig) if f.name not in NON_ARCHITECTURE_FIELDS]
+    saved, current = (asdict(PolicyConfig(**{n: v for n, v in d.items() if n in _FIELDS}).with_world_sizes())
+                      for d in (saved, current))  # fmt: skip
+    return [f"{n}: {saved[n]!r} in the checkpoint, {current[n]!r} here" for n in names if saved[n] != current[n]]
+
+
+_FIELDS = frozenset(f.name for f in fields(PolicyConfig))

@@ -1,0 +1,113 @@
+"""What a world is: a seeded, vectorised environment factory with an expert, instructions and its specs.
+
+A world is a frozen dataclass whose fields are its options (``Reach(image_size=32)``), registered by name
+with :func:`bridge.vla.worlds.register_world`. Demos, evaluation, the policy and the CLI read every size and
+the vocabulary from it (or from a demo set's metadata, which records them), never from constants.
+
+Every environment a world makes speaks one dialect: observations are a dict with ``image`` (H, W, 3)
+uint8, ``task`` (the instruction) and, when ``observation.state_dim > 0``, ``state`` float32; ``info``
+carries whatever privileged facts the world's expert needs.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from bridge.errors import ConfigError
+from bridge.vla.agents import Expert
+from bridge.vla.spaces import ActionSpace, ObservationSpec
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+Split = Literal["train", "heldout", "all"]
+
+
+class World(abc.ABC):
+    """Base of every world; subclasses are frozen dataclasses whose fields are the options.
+
+    ``family`` is set by ``register_world``; a world with variants (``babyai:GoToLocal``) receives the
+    variant as its first field and overrides :attr:`name`.
+    """
+
+    family: ClassVar[str] = ""
+    fps: ClassVar[int] = 10  # of its videos and of the demo set's metadata
+    # Demos use seeds seed, seed + 1, ...; evaluation starts here, and demo collection refuses to reach it,
+    # so no evaluation scene was seen in training. (BabyAI's own convention is 10**9.)
+    eval_seed_offset: ClassVar[int] = 1_000_000
+
+    @property
+    def name(self) -> str:
+        """The registry name that rebuilds this world with :func:`~bridge.vla.worlds.get_world`."""
+        return self.family
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The world's settings as plain data (stored in demo metadata and beside trained policies)."""
+        return asdict(self)
+
+    def replace(self, **options: Any) -> World:
+        """The same world with some options changed (e.g. the paraphrases an evaluation uses)."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ConfigError(f"world {self.name} has no options {unknown}; it takes {sorted(names)}")
+        return type(self)(**{**self.options, **options})
+
+    # -- specs -------------------------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def observation(self) -> ObservationSpec: ...
+
+    @property
+    @abc.abstractmethod
+    def action_space(self) -> ActionSpace: ...
+
+    @property
+    @abc.abstractmethod
+    def max_steps(self) -> int:
+        """The episode limit: an episode still running after this many steps is truncated."""
+
+    # -- environments and agents ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def make(self, render_mode: str | None = "rgb_array") -> gym.Env:
+        """One environment of this world (gymnasium API)."""
+
+    def make_vec(self, num_envs: int) -> gym.vector.VectorEnv:
+        """``num_envs`` environments in one process, stepped as a batch and seeded by ``reset(seed=[...])``.
+
+        Same-step autoreset: the observation returned with ``done`` already belongs to the next episode (the
+        last one is in ``info["final_obs"]``), so every action passed to ``step`` is one the world executed.
+        """
+        import gymnasium as gym
+
+        return gym.vector.SyncVectorEnv(
+            [self.make for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
+
+    @abc.abstractmethod
+    def expert(self, seed: int = 0, noise: float | None = None) -> Expert:
+        """The world's expert, an agent with two more methods: ``label(obs, info)``, the actions demos
+        record (e.g. a noise-free command), and ``describe()``, plain data for the demo metadata.
+        ``noise`` None is the world's default; a world whose expert has no noise refuses other values."""
+
+    @abc.abstractmethod
+    def instructions(self, split: Split = "all") -> list[str]:
+        """Every instruction the world gives in ``split`` (the policy's tokenizer trains on ``"train"``)."""
+
+    def success(self, reward: np.ndarray, terminated: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Which of a batch of finished episodes succeeded; by default, those that terminated (not truncated)."""
+        return terminated
+
+    def tasks(self, seeds: Sequence[int]) -> list[str]:
+        """Each seed's instruction, read off a reset (no steps)."""
+        env = self.make(render_mode=None)
+        try:
+            return [env.reset(seed=int(s))[0]["task"] for s in seeds]
+        finally:
+            env.close()

@@ -1,0 +1,91 @@
+"""The lineage's budgets (presets) and the policies it compares (arms): what is trained, on how much."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
+TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
+LR, WARMUP = 2e-3, 100  # AdamW for every policy: only the encoder and its first weights differ
+
+
+@dataclass(frozen=True)
+class Preset:
+    image_size: int = 64  # the world's frames, and the pretraining images
+    shapes: tuple[int, int, int] = (3000, 300, 300)  # pretraining images (train, validation, test)
+    pretrain_epochs: int = 3
+    pretrain_vit: bool = True
+    vit_width: int = 192  # 96 costs about a quarter: MACs go with the width squared
+    episodes: int = 1000  # expert demonstrations
+    steps: int = 250  # optimiser steps per policy
+    batch_size: int = 64
+    eval_episodes: int = 50  # per evaluation seed
+    eval_seeds: int = 2
+    timm: str = "timm:resnet18"  # weights are used when they are in the local Hugging Face cache
+    num_workers: int = 0
+
+
+PRESETS = {
+    # The README demo, sized for 10 minutes on 2 CPU cores: short budgets, so the numbers are rough.
+    "tiny": Preset(pretrain_vit=False, vit_width=96, timm="timm:mobilenetv3_small_100"),
+    # Sharper numbers on a CPU (about 1.5 hours): the budget configs/vla_resnet.yaml reaches 90% with.
+    "cpu": Preset(shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3),
+    # One or more GPUs.
+    "gpu": Preset(
+        shapes=(24000, 2400, 2400), pretrain_epochs=10, episodes=20000, steps=10000, batch_size=256,
+        eval_episodes=100, eval_seeds=3, num_workers=4,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One policy to train: its encoder and where the encoder's first weights come from."""
+
+    label: str
+    encoder: str
+    kwargs: dict
+    init: str  # what the table says: scratch, pretrained on shapes, timm weights
+    weights: str | None = None  # a pretraining stage's name, or a weights file
+    freeze: bool = False
+
+
+# ResNet-20's basic blocks behind the ImageNet stem, two stages: a 64x64 frame becomes 8x8 tokens.
+RESNET = ("resnet20", {"stem": "imagenet", "layers": [3, 3], "widths": [16, 32]})
+
+
+def vit(size: int, width: int = 192) -> tuple[str, dict]:
+    """The minimal ViT, four blocks over an 8x8 grid of patches; width 192 is timm's ViT-Tiny (its weights load)."""
+    return "vit_tiny_patch16_224", {"img_size": size, "patch_size": size // 8, "depth": 4, "embed_dim": width}
+
+
+def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:
+    r, v = RESNET, vit(preset.image_size, preset.vit_width)
+    result = [
+        Arm("ResNet frozen", *r, "pretrained on shapes", "pretrain-resnet", freeze=True),
+        Arm("ResNet fine-tuned", *r, "pretrained on shapes", "pretrain-resnet"),
+        Arm("ResNet scratch", *r, "scratch"),
+        Arm("ViT scratch", *v, "scratch"),
+    ]
+    if preset.pretrain_vit:
+        result.append(Arm("ViT fine-tuned", *v, "pretrained on shapes", "pretrain-vit"))
+    if vit_weights:
+        result.append(Arm("ViT-Tiny timm weights", *vit(preset.image_size), "timm weights (resampled)", vit_weights))
+    timm_init = "timm weights" if timm_weights else "scratch (no weights on disk)"
+    result.append(Arm(preset.timm.removeprefix("timm:"), preset.timm, {}, timm_init, timm_weights))
+    return result
+
+
+def cached_timm_weights(name: str) -> str | None:
+    """The local Hugging Face cache's weights file for a timm model, or None: the recipe never downloads."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name.removeprefix("timm:"))
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from bridge.analysis.tables import markdown_table
-from bridge.errors import BridgeError, UnknownNameError
+from bridge.argtypes import non_negative_int, positive_float, positive_int
+from bridge.errors import BridgeError, ConfigError, UnknownNameError
 
 
 def human(n: float) -> str:
@@ -22,6 +24,27 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:.0f}"
+
+
+def depth_type(text: str) -> int | str:
+    """``zoo summary --depth``: 1, 2, ... or ``block``."""
+    if text == "block":
+        return text
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = 0
+    if depth < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, or 'block' (residual blocks), got {text!r}")
+    return depth
+
+
+def out_folder(out: str) -> Path:
+    """An ``--out`` folder, checked before any work: missing (it is created) or a folder, never a file."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} exists and is not a folder; choose another --out (a folder, created if missing)")
+    return path
 
 
 def zoo_list(args: argparse.Namespace) -> None:
@@ -55,11 +78,10 @@ def zoo_summary(args: argparse.Namespace) -> None:
 
     info = model_info(args.name)
     input_size = tuple(args.input_size) if args.input_size else info.input_size
-    depth = args.depth if args.depth == "block" else int(args.depth)
     with torch.device("meta"):
         model = create_model(args.name)
     model.check_input(torch.empty(1, *input_size, device="meta"))
-    summary = summarize(model, input_size, depth=depth)
+    summary = summarize(model, input_size, depth=args.depth)
     table = Table(title=f"{args.name} at {'x'.join(map(str, input_size))}")
     for column in ("layer", "kind", "output", "params", "MACs"):
         table.add_column(column, justify="right" if column in ("params", "MACs") else "left")
@@ -72,8 +94,6 @@ def zoo_summary(args: argparse.Namespace) -> None:
 
 
 def analyze_gradient_flow(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     import torch
 
     from bridge.analysis.gradient_flow import gradient_flow
@@ -81,6 +101,7 @@ def analyze_gradient_flow(args: argparse.Namespace) -> None:
     from bridge.data import ImageDataModule
     from bridge.models import create_model_for_input
 
+    out = out_folder(args.out)
     data = ImageDataModule(args.data, batch_size=args.batch_size, seed=args.seed)
     data.prepare_data()
     data.setup("fit")
@@ -94,7 +115,7 @@ def analyze_gradient_flow(args: argparse.Namespace) -> None:
             Console().print(f"[bold]{label}[/]: {args.steps} SGD steps on {args.data}")
             results[label] = gradient_flow(model, data.train_dataloader(), steps=args.steps, lr=args.lr)
 
-    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     figure = plot_gradient_flow(results, out / "gradient_flow.png")
     rows = []
     for label, phases in results.items():
@@ -110,8 +131,6 @@ def analyze_gradient_flow(args: argparse.Namespace) -> None:
 
 
 def analyze_receptive_field(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     import torch
 
     from bridge.analysis.plots import plot_receptive_field
@@ -123,6 +142,7 @@ def analyze_receptive_field(args: argparse.Namespace) -> None:
     )
     from bridge.models import create_model, model_info
 
+    out = out_folder(args.out)
     rows = [
         [f"{r.layers} x {r.kernel}x{r.kernel}", f"{r.receptive_field}x{r.receptive_field}", f"{r.stacked_weights:,}",
          f"{r.single_weights:,}", f"{r.stacked_weights / r.single_weights:.2f}"]
@@ -144,7 +164,6 @@ def analyze_receptive_field(args: argparse.Namespace) -> None:
     line = f"{args.model} {args.layer}: measured {measured}x{measured}"
     line += f", analytic {analytic}x{analytic}" if analytic is not None else ""
     print(line)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "receptive_field.md").write_text(table + "\n" + line + "\n")
     figure = plot_receptive_field(grad, analytic, line, out / f"receptive_field_{args.model}_{args.layer}.png")
@@ -195,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=zoo_list)
     p = zoo_commands.add_parser("summary", help="each layer or block: output shape, params, MACs")
     p.add_argument("name")
-    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default: the model's own")
-    p.add_argument("--depth", default="2", help="module depth to expand (1, 2, ...) or 'block' for residual blocks")
+    p.add_argument("--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), help="default: the model's own")
+    p.add_argument(
+        "--depth", type=depth_type, default=2, help="module depth to expand (1, 2, ...) or 'block' for residual blocks"
+    )
     p.set_defaults(func=zoo_summary)
 
     analyze = commands.add_parser("analyze", help="look inside: gradient flow, receptive fields")
@@ -205,24 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="*", default=["plain20", "resnet20", "plain56", "resnet56"])
     p.add_argument("--twins", action="store_true", help="also build each model with skip=False")
     p.add_argument("--data", default="digits", help="digits, shapes, hf:<id>, imagefolder:<dir>")
-    p.add_argument("--steps", type=int, default=50, help="SGD steps between the two readings")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=50, help="SGD steps between the two readings")
+    p.add_argument("--lr", type=positive_float, default=0.01)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default="runs/analysis")
     p.set_defaults(func=analyze_gradient_flow)
     p = analyze_commands.add_parser("receptive-field", help="stacked 3x3 vs one big conv; a layer's field measured")
     p.add_argument("--model", default="vgg16")
     p.add_argument("--layer", default="features.16", help="a layer name from `zoo summary` (default: vgg16 pool3)")
-    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default 3x224x224")
-    p.add_argument("--samples", type=int, default=8, help="random inputs averaged")
-    p.add_argument("--max-layers", type=int, default=4)
-    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), help="default 3x224x224")
+    p.add_argument("--samples", type=positive_int, default=8, help="random inputs averaged")
+    p.add_argument("--max-layers", type=positive_int, default=4)
+    p.add_argument("--channels", type=positive_int, default=64)
     p.add_argument("--out", default="runs/analysis")
     p.set_defaults(func=analyze_receptive_field)
     p = analyze_commands.add_parser("bottleneck", help="1x1-3x3-1x1 against two 3x3 convs: weights and MACs")
-    p.add_argument("--width", type=int, default=64, help="the bottleneck's inner width (block I/O is 4x)")
-    p.add_argument("--size", type=int, default=56, help="feature map side for the MAC count")
+    p.add_argument("--width", type=positive_int, default=64, help="the bottleneck's inner width (block I/O is 4x)")
+    p.add_argument("--size", type=positive_int, default=56, help="feature map side for the MAC count")
     p.set_defaults(func=analyze_bottleneck)
 
     from bridge.vla import cli as vla_cli
@@ -234,21 +255,36 @@ def build_parser() -> argparse.ArgumentParser:
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that carry their own fix, shown as one line instead of a traceback; anything else is a bug.
+def user_error(err: BaseException) -> BaseException | None:
+    """The error that carries its own fix, shown as one line instead of a traceback; None for a bug.
 
-    Called once an exception is caught, so Lightning is imported only when something went wrong.
+    jsonargparse re-raises what a class raised while it was built (a ConfigError of a model or data module)
+    as a ValueError ``from`` it, so the chain of causes is searched. Lightning is imported only when
+    something went wrong.
     """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    return BridgeError, MisconfigurationException
+    while err is not None:
+        if isinstance(err, (BridgeError, MisconfigurationException)):
+            return err
+        err = err.__cause__
+    return None
+
+
+def resume_hint(argv: list[str]) -> str:
+    """What to do after Ctrl-C outside a Trainer's loop (inside it, bridge.lit.callbacks.ResumeHint says)."""
+    if argv and argv[0] == "fit":
+        return "run the same command again (add --ckpt_path last if runs/<name>/checkpoints/last.ckpt exists)"
+    if argv and argv[0] == "run":
+        return "run the same command again to resume; finished stages are kept"
+    return "nothing was saved; run the same command again"
 
 
 def lightning(argv: list[str]) -> None:
     """Hand ``fit|validate|test|predict ...`` to LightningCLI."""
     from bridge.lit.lightning_cli import BridgeCLI
 
-    BridgeCLI(args=argv)
+    BridgeCLI(args=None if argv == sys.argv[1:] else argv)  # args= as well as sys.argv: Lightning warns
 
 
 def run_recipe(argv: list[str]) -> None:
@@ -275,10 +311,14 @@ def main(argv: list[str] | None = None) -> None:
             return run_recipe(argv[1:])
         args = build_parser().parse_args(argv)
         args.func(args)
+    except KeyboardInterrupt:  # the user asked: no traceback, and the shell's status for SIGINT
+        print(f"interrupted (Ctrl-C): {resume_hint(argv)}", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as err:  # not SystemExit: --help and argparse's own errors pass, without importing Lightning
-        if not isinstance(err, user_errors()):
+        cause = user_error(err)
+        if cause is None:
             raise  # a bug: its traceback is the report
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {cause}") from None
 
 
 if __name__ == "__main__":

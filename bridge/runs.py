@@ -91,11 +91,15 @@ def replace_folder(tmp: Path, path: Path, kind: str) -> Path:
     return path
 
 
+def is_launching_process() -> bool:
+    """False in DDP's other ranks (``LOCAL_RANK``/``RANK`` > 0): they write into the folder their rank 0 holds."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) == 0
+
+
 class FolderLock:
     """``with FolderLock(path):`` one writer at a time; a second is refused at once with who holds it.
 
-    Only the process that owns the folder locks it: DDP's other ranks (``LOCAL_RANK``/``RANK`` > 0) pass
-    through, since they write into the folder their rank 0 holds.
+    Only the process that owns the folder locks it (see :func:`is_launching_process`).
     """
 
     def __init__(self, path: str | os.PathLike, kind: str) -> None:
@@ -103,7 +107,7 @@ class FolderLock:
         self._fd: int | None = None
 
     def __enter__(self) -> Self:
-        if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) > 0:
+        if not is_launching_process():
             return self
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)

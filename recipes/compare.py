@@ -1,7 +1,8 @@
 """Train several models on the same data with the same recipe and keep their error curves.
 
-Shared by the degradation and shortcut-option recipes: every model gets the same seed, batches,
-schedule and budget, so the curves differ only by the architecture.
+Shared by the degradation and shortcut-option recipes: every model gets the same seeds, batches,
+schedule and budget, so the curves differ only by the architecture. ``--seeds N --seed S`` trains every
+model with seeds S ... S+N-1 (initial weights, batch order, augmentation); the data are the same for all.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from jsonargparse import ArgumentParser
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier
@@ -45,11 +49,21 @@ class Result:
     curves: ErrorCurves
     seconds: float
     params: int
+    seed: int = 0
 
 
-def train(run: Run, recipe: Recipe, data: ImageDataModule, out: Path, group: str, given: dict) -> Result:
+def add_seed_arguments(parser: ArgumentParser, seeds: int = 1) -> None:
+    parser.add_argument("--seeds", type=PositiveInt, default=seeds, help=f"training runs per model ({seeds})")
+    parser.add_argument("--seed", type=NonNegativeInt, default=0, help="first training seed (SEED ... SEED+SEEDS-1)")
+
+
+def seed_list(args) -> list[int]:
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def train(run: Run, recipe: Recipe, data: ImageDataModule, out: Path, group: str, given: dict, seed: int = 0) -> Result:
     """One model; ``given`` are the command line's --trainer.* settings (see recipes.kit.parse)."""
-    L.seed_everything(0, verbose=False)  # the same initial draw and batch order for every model
+    L.seed_everything(seed, verbose=False)  # every model of one seed: the same batch order
     if run.optimizer == "sgd":
         optimizer = functools.partial(torch.optim.SGD, lr=recipe.lr_sgd, momentum=0.9, weight_decay=1e-4)
     else:
@@ -61,24 +75,41 @@ def train(run: Run, recipe: Recipe, data: ImageDataModule, out: Path, group: str
     )  # fmt: skip
     curves = ErrorCurves()
     trainer = kit.trainer(
-        out, run.label, group, given, callbacks=[curves], checkpoint_every_n_steps=None,
+        out, f"{run.label} seed {seed}", group, given, callbacks=[curves], checkpoint_every_n_steps=None,
         max_epochs=recipe.epochs, max_steps=recipe.max_steps, log_every_n_steps=10,
     )  # fmt: skip
     start = time.perf_counter()
     trainer.fit(module, data)
     seconds = time.perf_counter() - start
     kit.finish(trainer)  # one W&B run per model
-    return Result(curves, seconds, sum(p.numel() for p in module.model.parameters()))
+    return Result(curves, seconds, sum(p.numel() for p in module.model.parameters()), seed)
 
 
-def train_all(runs: list[Run], recipe: Recipe, data: ImageDataModule, out: Path, group: str, given: dict):
+def train_all(
+    runs: list[Run], recipe: Recipe, data: ImageDataModule, out: Path, group: str, given: dict, seeds=(0,)
+) -> dict[str, list[Result]]:
+    """label -> one Result per seed."""
     results = {}
     for run in runs:
-        print(f"\n=== {group}: {run.label} ({run.model} {run.kwargs or ''}) ===", flush=True)
-        results[run.label] = train(run, recipe, data, out, group, given)
+        for seed in seeds:
+            print(f"\n=== {group}: {run.label} ({run.model} {run.kwargs or ''}) seed {seed} ===", flush=True)
+            results.setdefault(run.label, []).append(train(run, recipe, data, out, group, given, seed))
     return results
 
 
-def error_curves(results: dict[str, Result]) -> dict[str, dict[str, list[float]]]:
-    """label -> {"train": [...], "test": [...]}: the figures' and curves.json's input."""
-    return {label: {"train": r.curves.train, "test": r.curves.test} for label, r in results.items()}
+def error_curves(results: dict[str, list[Result]]) -> dict[str, dict]:
+    """label -> {"train": [...], "test": [...]} averaged over the seeds (the figures' input), and "seeds": each
+    seed's own curves (curves.json keeps them)."""
+    return {
+        label: {
+            "train": np.mean([r.curves.train for r in rs], axis=0).tolist(),
+            "test": np.mean([r.curves.test for r in rs], axis=0).tolist(),
+            "seeds": {str(r.seed): {"train": r.curves.train, "test": r.curves.test} for r in rs},
+        }
+        for label, rs in results.items()
+    }
+
+
+def final_errors(results: list[Result], split: str = "train") -> np.ndarray:
+    """The last epoch's error (%) of each seed, a (seeds, 1) matrix for bridge.analysis.comparisons."""
+    return np.array([[getattr(r.curves, split)[-1]] for r in results])

@@ -3,9 +3,10 @@
 plain-20, plain-56, ResNet-20 and ResNet-56 train on the same data with the same recipe; so do two 12-block
 ViTs, with and without their skip connections (the same ``Residual`` flag). Deeper plain networks reach a
 *higher training error* than shallow ones: not overfitting, an optimisation failure that ``x + F(x)``
-removes. Output: a Figure-6-style PNG, a Markdown table and one W&B run per model, under runs/degradation/.
+removes. Output: a Figure-6-style PNG, a Markdown table and one W&B run per model and seed, under
+runs/degradation/. With ``--seeds 3`` or more each claim carries the seeds' bootstrap interval; one seed is one draw.
 
-    python -m bridge run degradation [--preset cpu|paper] [--trainer.accelerator gpu --trainer.devices 4]
+    python -m bridge run degradation [--preset cpu|paper] [--seeds 3] [--trainer.accelerator gpu --trainer.devices 4]
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from jsonargparse.typing import PositiveInt
 
+from bridge.analysis.comparisons import compare
 from bridge.analysis.plots import plot_error_curves
 from bridge.analysis.tables import markdown_table
 from bridge.data import ImageDataModule
+from bridge.errors import ConfigError
 from recipes import kit
-from recipes.compare import Recipe, Result, Run, error_curves, train_all
+from recipes.compare import Recipe, Result, Run, add_seed_arguments, error_curves, final_errors, seed_list, train_all
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,26 @@ PRESETS = {
 }  # fmt: skip
 
 
-def report(results: dict[str, Result], preset: str, num_classes: int) -> str:
-    final = {label: (r.curves.train[-1], r.curves.test[-1]) for label, r in results.items()}
+def evidence(results: dict[str, list[Result]], a: str, b: str) -> str:
+    """The interval of ``a``'s final training error minus ``b``'s over the seeds (paired by seed), when there are
+    two seeds or more; the verdict reads only the interval."""
+    if len(results[a]) < 2:
+        return ""
+    d = compare(a, final_errors(results[a]), b, final_errors(results[b])).difference
+    verdict = "higher" if d.low > 0 else "lower" if d.high < 0 else "no detectable difference"
+    return f"; over {len(results[a])} seeds {a} minus {b}: {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}], {verdict}"
+
+
+def report(results: dict[str, list[Result]], preset: str, num_classes: int) -> str:
+    """Errors are means over the seeds; each claim's interval comes from :func:`evidence`."""
+    final = {
+        label: (final_errors(rs, "train").mean(), final_errors(rs, "test").mean()) for label, rs in results.items()
+    }
+    seeds = sorted({r.seed for rs in results.values() for r in rs})
     table = markdown_table(
         ["model", "params", "training error", "held-out error", "seconds"],
-        [[label, f"{results[label].params:,}", f"{train:.2f}", f"{test:.2f}", f"{results[label].seconds:.0f}"]
-         for label, (train, test) in final.items()],
+        [[label, f"{results[label][0].params:,}", f"{train:.2f}", f"{test:.2f}",
+          f"{np.mean([r.seconds for r in results[label]]):.0f}"] for label, (train, test) in final.items()],
     )  # fmt: skip
     half_chance = 50.0 * (1 - 1 / num_classes)
     p20, p56, r20, r56 = (final[k][0] for k in ("plain-20", "plain-56", "ResNet-20", "ResNet-56"))
@@ -86,11 +104,14 @@ def report(results: dict[str, Result], preset: str, num_classes: int) -> str:
 
     return f"""# Degradation, preset `{preset}`
 
-Final errors in percent: training error is the last epoch's running error, held-out error the validation split.
+Final errors in percent, means over the training seeds {", ".join(map(str, seeds))}: training error is the last
+epoch's running error, held-out error the validation split.
 
 {table}
-- plain-56 ends with a higher training error than plain-20: {yes(p56 > p20)} ({p56:.2f}% vs {p20:.2f}%)
-- ResNet-56 ends at or below ResNet-20: {yes(r56 <= r20)} ({r56:.2f}% vs {r20:.2f}%)
+- plain-56 ends with a higher training error than plain-20: {yes(p56 > p20)} ({p56:.2f}% vs {p20:.2f}%\
+{evidence(results, "plain-56", "plain-20")})
+- ResNet-56 ends at or below ResNet-20: {yes(r56 <= r20)} ({r56:.2f}% vs {r20:.2f}%\
+{evidence(results, "ResNet-56", "ResNet-20")})
 - the ViT without skips trains at all (training error under half of chance, {half_chance:.0f}%): {vit_trains}
   ({vit_plain:.2f}%, against {vit:.2f}% with skips)
 """
@@ -102,9 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=PositiveInt, help="train this many epochs instead (e.g. 1 for a smoke test)")
     parser.add_argument("--only", nargs="+", help="labels to run, e.g. plain-20 ResNet-20 (default: all six)")
     parser.add_argument("--out", default="runs/degradation")
+    add_seed_arguments(parser)
     args = kit.parse(parser, argv)
-
+    kit.out_folder(args.out)
     preset = PRESETS[args.preset]
+    labels = [r.label for r in preset.runs()]
+    unknown = sorted(set(args.only or []) - set(labels))
+    if unknown:
+        raise ConfigError(f"--only {', '.join(unknown)}: no such run; the runs are {', '.join(labels)}")
     recipe = replace(preset.recipe, epochs=args.epochs, max_steps=-1) if args.epochs else preset.recipe
     runs = [r for r in preset.runs() if not args.only or r.label in args.only]
     out = Path(args.out) / args.preset
@@ -112,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         preset.source, image_size=preset.image_size, batch_size=preset.batch_size, augment=preset.augment,
         num_workers=preset.num_workers,
     )  # fmt: skip
-    results = train_all(runs, recipe, data, out, "degradation", args.trainer)
+    results = train_all(runs, recipe, data, out, "degradation", args.trainer, seed_list(args))
     if not kit.is_global_zero():
         return
     curves = error_curves(results)

@@ -14,6 +14,7 @@ from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from bridge.errors import ConfigError
 from bridge.lit.trainer import build_trainer
 
 # Set by the recipe for each stage (see bridge.lit.trainer.run_settings), so not on the command line.
@@ -68,6 +69,14 @@ def finish(trainer: L.Trainer) -> None:
     """End the trainer's W&B run, so the next model or stage of the recipe gets a run of its own."""
     if trainer.is_global_zero and isinstance(trainer.logger, WandbLogger):
         trainer.logger.experiment.finish()
+
+
+def out_folder(path: str | Path) -> Path:
+    """``--out`` as a folder, refused up front (before any training) when it names a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a folder; choose another --out")
+    return path
 
 
 def is_global_zero() -> bool:

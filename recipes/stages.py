@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError
+from bridge.runs import folder_kind, is_empty, mark_folder
 from recipes.kit import is_global_zero
 
 RESULT, CONFIG = "result.json", "stage.json"
@@ -41,11 +43,13 @@ def run_stage(
 
     ``resume_from`` is the stage's ``checkpoints/last.ckpt`` when an earlier attempt left one, else None.
     A ``cheap`` stage (an evaluation: no training to lose) is simply run again when its configuration changed.
+    A damaged record (a truncated ``result.json``, or a result whose checkpoint is missing or truncated) is
+    said so and the stage runs again, from its ``last.ckpt`` when there is one.
     """
     folder = out / name
     config = json.loads(json.dumps(config))  # tuples become lists, as they come back from disk
-    if (folder / CONFIG).exists():
-        saved = json.loads((folder / CONFIG).read_text())
+    saved = read_record(folder / CONFIG)
+    if saved is not None:
         if saved != config and cheap:
             (folder / RESULT).unlink(missing_ok=True)
         elif saved != config:
@@ -54,11 +58,12 @@ def run_stage(
                 f"stage {name!r} in {folder} was run with another configuration (differs in: {', '.join(changed)}); "
                 "pass another --out to keep both, or delete the folder to run it again"
             )
-        if (folder / RESULT).exists():
+        result = read_record(folder / RESULT)
+        if result is not None and intact(result):
             print(f"--- {name}: done before, reading {folder / RESULT}", flush=True)
-            return json.loads((folder / RESULT).read_text())
+            return result
     last = folder / "checkpoints" / "last.ckpt"
-    resume = str(last) if last.exists() else None
+    resume = str(last) if last.exists() and zipfile.is_zipfile(last) else None
     print(f"\n=== {name}" + (f" (resuming from {last})" if resume else "") + " ===", flush=True)
     if is_global_zero():
         write_json(folder / CONFIG, config)
@@ -66,3 +71,44 @@ def run_stage(
     if is_global_zero():
         write_json(folder / RESULT, result)
     return result
+
+
+def read_record(path: Path) -> Any | None:
+    """A stage's JSON record, or None when it is absent or damaged (said, since the stage then runs again)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        print(f"--- {path} is damaged (unreadable JSON); running its stage again", flush=True)
+        return None
+
+
+def intact(result: dict) -> bool:
+    """Whether the checkpoint a result names is there and whole (a torch checkpoint is a zip with checksums)."""
+    checkpoint = result.get("checkpoint") if isinstance(result, dict) else None
+    if checkpoint is None:
+        return True
+    path = Path(checkpoint)
+    try:
+        whole = zipfile.is_zipfile(path) and zipfile.ZipFile(path).testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        whole = False
+    if not whole:
+        print(f"--- {path} is missing or damaged; running its stage again", flush=True)
+    return whole
+
+
+def claim_folder(out: Path, kind: str) -> None:
+    """Make ``out`` a ``kind`` pipeline's folder, or refuse: it must be new, empty, or already one.
+
+    A folder a pipeline wrote before folders were marked is recognised by its stage records.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder")
+    if out.is_dir() and folder_kind(out) != kind and not is_empty(out):
+        if folder_kind(out) is not None or not any((p / CONFIG).is_file() for p in out.iterdir() if p.is_dir()):
+            what = f"bridge's {folder_kind(out)} output" if folder_kind(out) else "files bridge did not write"
+            raise ConfigError(f"--out {out} already holds {what}; choose another --out for the {kind} pipeline")
+    if is_global_zero():
+        mark_folder(out, kind)

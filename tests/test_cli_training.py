@@ -89,7 +89,7 @@ def test_unknown_config_key_is_named(tmp_path, env):
 def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, env):
     args = lenet(
         "--trainer.limit_val_batches", "0", "--trainer.max_epochs", "1", "--checkpoint_every_n_steps", "3",
-        "--trainer.callbacks+=slow_callback.SlowSteps",
+        "--trainer.callbacks+=slow_callback.SlowSteps", "--trainer.callbacks.init_args.seconds", "2",
     )  # fmt: skip
     proc = subprocess.Popen(bridge_cmd(*args), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
@@ -100,10 +100,17 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, env):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
+    second = run(bridge_cmd(*lenet("--ckpt_path", "last")), tmp_path, env)  # a second writer on the busy folder
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"in use by pid {proc.pid}" in second.stderr
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = last_step(run_dir)  # loads: the checkpoint was not left half-written
     assert 6 <= killed_at < math.ceil(DIGITS_TRAIN / 64)
+
+    fresh = run(bridge_cmd(*lenet()), tmp_path, env)  # a new run never writes into another run's folder
+    assert fresh.returncode == 1 and "resume it with --ckpt_path last" in fresh.stderr
+    assert last_step(run_dir) == killed_at
 
     result = run(bridge_cmd(*lenet("--trainer.limit_val_batches", "0", "--ckpt_path", "last")), tmp_path, env)
     assert result.returncode == 0, result.stderr[-3000:]

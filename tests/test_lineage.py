@@ -1,4 +1,5 @@
-"""``python -m bridge run lineage`` end to end on a sliver of everything: report, resumable stages, DDP."""
+"""``python -m bridge run lineage`` end to end on a sliver of everything: seeds, report, report.json, learning
+curves, resumable stages, DDP."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from bridge.analysis.comparisons import VERDICTS
 from wandb_records import logged_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 # 32x32 frames, a few demonstrations and steps: the pipeline's plumbing, not its numbers.
 MICRO = ["--image-size", "32", "--shapes", "48", "12", "12", "--pretrain-epochs", "1", "--episodes", "20",
          "--steps", "4", "--eval-episodes", "4", "--eval-seeds", "1", "--batch-size", "16",
-         "--vit-pretraining"]  # fmt: skip
+         "--vit-pretraining", "--seeds", "2"]  # fmt: skip
+SEEDS = [0, 1]
+POINTS = [1, 2, 3, 4]  # four curve points along four steps
 ARMS = [
     "ResNet frozen",
     "ResNet fine-tuned",
@@ -39,8 +44,9 @@ def env(tmp_path_factory) -> dict[str, str]:
     }
 
 
-def lineage(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "bridge", "run", "lineage", "--out", "out", *MICRO, *args]
+def lineage(cwd: Path, env: dict, *args: str, arms: list[str] = ARMS) -> subprocess.CompletedProcess:
+    """The pipeline on MICRO settings with every kind of arm (the tiny preset itself trains three)."""
+    cmd = [sys.executable, "-m", "bridge", "run", "lineage", "--out", "out", *MICRO, "--arms", *arms, *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -70,12 +76,16 @@ def test_report_has_every_encoder_and_the_baselines(run):
 def test_every_policy_was_trained_for_the_same_steps_and_recorded(run):
     cwd, _ = run
     folders = sorted((cwd / "out").glob("policy-*"))
-    assert len(folders) == len(ARMS)
+    assert len(folders) == len(ARMS) * len(SEEDS)
+    assert {f.name.rsplit("-", 1)[1] for f in folders} == {f"seed{s}" for s in SEEDS}
     for folder in folders:
         assert torch.load(folder / "policy.ckpt", weights_only=True, map_location="cpu")["global_step"] == 4
         assert (folder / "eval" / "result.json").is_file() and (folder / "eval" / "rollouts.gif").is_file()
-    frozen = json.loads((cwd / "out" / "policy-resnet-frozen" / "result.json").read_text())
-    tuned = json.loads((cwd / "out" / "policy-resnet-fine-tuned" / "result.json").read_text())
+        for step in POINTS[:-1]:
+            ckpt = torch.load(folder / "curve" / f"step-{step}.ckpt", weights_only=True, map_location="cpu")
+            assert ckpt["global_step"] == step and (folder / f"eval-step-{step}" / "result.json").is_file()
+    frozen = json.loads((cwd / "out" / "policy-resnet-frozen-seed0" / "result.json").read_text())
+    tuned = json.loads((cwd / "out" / "policy-resnet-fine-tuned-seed0" / "result.json").read_text())
     assert frozen["encoder_params"] == tuned["encoder_params"]
     assert frozen["trainable_params"] < tuned["trainable_params"]  # frozen means the encoder does not train
 
@@ -90,22 +100,89 @@ def test_the_wandb_report_holds_the_comparison_table(run):
     assert [row[0] for row in table["data"]] == [*ARMS, "expert", "random"]
 
 
+def test_report_json_holds_every_run_point_and_verdict(run):
+    cwd, _ = run
+    data = json.loads((cwd / "out" / "report.json").read_text())
+    assert data["schema"] == 1 and data["preset"] == "tiny" and data["seeds"] == SEEDS
+    assert data["settings"]["steps"] == 4 and data["settings"]["seeds"] == 2
+    env = data["environment"]
+    assert env["threads"] >= 1 and env["packages"]["torch"] == torch.__version__ and "git_commit" in env
+    assert [a["label"] for a in data["arms"]] == ARMS
+    for arm in data["arms"]:
+        assert set(arm["success"]) == {"mean", "low", "high"}
+        assert arm["success"]["low"] <= arm["success"]["mean"] <= arm["success"]["high"]
+        assert [r["seed"] for r in arm["runs"]] == SEEDS
+        for r in arm["runs"]:
+            assert [p["step"] for p in r["points"]] == POINTS
+            for p in r["points"]:
+                assert set(p) == {"step", "frames", "seconds", "train_macs", "successes", "episodes", "success"}
+                assert p["frames"] == 16 * p["step"] and p["train_macs"] == p["frames"] * arm["encoder_macs"]
+                assert p["episodes"] == len(p["success"]) == 4 and p["successes"] == sum(p["success"])
+    assert set(data["baselines"]) == {"expert", "random"}
+    pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
+    assert {("ResNet fine-tuned", "ResNet scratch"), ("ResNet scratch", "ViT scratch")} <= pairs
+    assert ("ViT scratch", "mobilenetv3_small_100") in pairs
+    for c in data["comparisons"]:
+        assert c["verdict"] in VERDICTS and 0 <= c["probability_of_improvement"] <= 1
+        d = c["difference"]
+        assert (c["verdict"] == "no detectable difference") == (d["low"] <= 0 <= d["high"])
+    assert "| verdict |" in (cwd / "out" / "report.md").read_text()
+
+
+def test_learning_curves_reach_the_png_and_wandb(run):
+    cwd, _ = run
+    assert (cwd / "out" / "curves.png").stat().st_size > 1000
+    (file,) = (cwd / "out" / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = logged_metrics(file)
+    assert logged["lineage/curves/_type"] == ["table-file"] and logged["lineage/curves_figure/_type"] == ["image-file"]
+    table = json.loads((file.parent / "files" / logged["lineage/curves/path"][0]).read_text())
+    assert table["columns"] == ["encoder", "step", "frames", "train_macs", "success", "low", "high"]
+    assert [row[:2] for row in table["data"]] == [[arm, step] for arm in ARMS for step in POINTS]
+
+
+def test_a_seed_repeats_exactly_and_another_seed_differs(run, tmp_path):
+    """The same arm and seed trained again in this process gives the same weights as the pipeline's run."""
+    from recipes.lineage.presets import PRESETS, RESNET, Arm
+    from recipes.lineage.stages import train_policy
+
+    cwd, _ = run
+    out = cwd / "out"
+    preset = replace(PRESETS["tiny"], image_size=32, episodes=20, steps=4, batch_size=16, seeds=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the pipeline ran (OMP_NUM_THREADS=1): sums in another order round otherwise
+    try:
+        arm = Arm("ResNet scratch", *RESNET, "scratch")
+        work = train_policy(arm, preset, 1, out / "demos", None, "test", {"logger": False})
+        again = work(tmp_path, None)
+    finally:
+        torch.set_num_threads(threads)
+
+    def weights(path):
+        return torch.load(path, weights_only=True, map_location="cpu")["state_dict"]
+
+    first = weights(out / "policy-resnet-scratch-seed1" / "policy.ckpt")
+    repeat, other = weights(again["checkpoint"]), weights(out / "policy-resnet-scratch-seed0" / "policy.ckpt")
+    assert all(torch.equal(first[k], repeat[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_a_rerun_skips_finished_stages_and_resumes_an_interrupted_one(run, env):
     cwd, _ = run
     out = cwd / "out"
     before = {p: p.stat().st_mtime for p in out.glob("*/*.ckpt")}
-    (out / "policy-vit-scratch" / "result.json").unlink()  # as if killed after its last checkpoint
+    (out / "policy-vit-scratch-seed1" / "result.json").unlink()  # as if killed after its last checkpoint
     result = lineage(cwd, env, "--trainer.accelerator", "cpu", "--trainer.devices", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    # two pretrainings, the other policies, every evaluation, the baselines
-    assert result.stdout.count("done before") == 2 + (len(ARMS) - 1) + len(ARMS) + 1
-    assert "policy-vit-scratch (resuming from" in result.stdout
+    # two pretrainings per seed, the other policies, every evaluation at every curve point, the baselines
+    runs = len(ARMS) * len(SEEDS)
+    assert result.stdout.count("done before") == 2 * len(SEEDS) + (runs - 1) + runs * len(POINTS) + 1
+    assert "policy-vit-scratch-seed1 (resuming from" in result.stdout
     assert "Restored all states from the checkpoint" in result.stderr  # Lightning did resume, not restart
-    resumed = json.loads((out / "policy-vit-scratch" / "result.json").read_text())
+    resumed = json.loads((out / "policy-vit-scratch-seed1" / "result.json").read_text())
     assert resumed["step"] == 4 and resumed["train_seconds"] > 0  # the Timer's count survives the resume
     after = {p: p.stat().st_mtime for p in out.glob("*/*.ckpt")}
     changed = {p.parent.name for p in before if after[p] != before[p]}
-    assert changed == {"policy-vit-scratch"}
+    assert changed == {"policy-vit-scratch-seed1"}
 
 
 def test_a_different_setting_in_the_same_folder_is_refused(run, env):
@@ -119,8 +196,16 @@ def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
     cwd, _ = run
     result = lineage(cwd, env, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--eval-episodes", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("done before") == 2 + len(ARMS)  # pretraining and training; every evaluation anew
+    # pretraining and training are reused; every evaluation runs anew
+    assert result.stdout.count("done before") == 2 * len(SEEDS) + len(ARMS) * len(SEEDS)
     assert "same 3 episodes" in (cwd / "out" / "report.md").read_text()
+
+
+def test_arms_trains_only_the_policies_asked_for():
+    from recipes.lineage.presets import PRESETS, arms
+
+    preset = replace(PRESETS["tiny"], arms=("ViT scratch", "ResNet scratch"))
+    assert [arm.label for arm in arms(preset, None, None)] == ["ResNet scratch", "ViT scratch"]
 
 
 @pytest.mark.parametrize(
@@ -130,6 +215,8 @@ def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
         (["--steps", "0"], "Not of type PositiveInt: 0"),
         (["--trainer.max_stepz", "3"], "unrecognized arguments: --trainer.max_stepz"),
         (["--vit-weights", "missing.safetensors"], "--vit-weights missing.safetensors is not a file"),
+        (["--arms", "ResNet scratchy"], "--arms: no policy 'ResNet scratchy' here; choose from ResNet frozen"),
+        (["--seed", "-1"], "Not of type NonNegativeInt: -1"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(tmp_path, env, args, message):
@@ -139,11 +226,13 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, env, args, message)
 
 
 def test_the_whole_pipeline_on_two_ddp_processes(tmp_path, env):
-    result = lineage(tmp_path, env, "--no-vit-pretraining", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                     "--trainer.strategy", "ddp")  # fmt: skip
+    without_vit_pretraining = [a for a in ARMS if a != "ViT fine-tuned"]
+    result = lineage(tmp_path, env, "--no-vit-pretraining", "--seeds", "1", "--trainer.accelerator", "cpu",
+                     "--trainer.devices", "2", "--trainer.strategy", "ddp", arms=without_vit_pretraining)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     success = success_column((tmp_path / "out" / "report.md").read_text())
-    assert list(success) == [a for a in ARMS if a != "ViT fine-tuned"] + ["expert", "random"]
-    ckpt = torch.load(tmp_path / "out" / "policy-resnet-scratch" / "policy.ckpt", weights_only=True, map_location="cpu")
-    assert ckpt["global_step"] == 4
+    assert list(success) == [*without_vit_pretraining, "expert", "random"]
+    folder = tmp_path / "out" / "policy-resnet-scratch-seed0"
+    assert torch.load(folder / "policy.ckpt", weights_only=True, map_location="cpu")["global_step"] == 4
+    assert torch.load(folder / "curve" / "step-2.ckpt", weights_only=True, map_location="cpu")["global_step"] == 2
     assert "MEMBER: 2/2" in result.stderr  # both ranks joined every stage

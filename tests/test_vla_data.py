@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from bridge.errors import BridgeError
 from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices, history_indices
 from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
 from bridge.vla.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
@@ -115,10 +116,20 @@ def test_a_demo_set_written_before_worlds_had_names_loads_as_reach(demos, tmp_pa
     assert dm.world == "reach" and dm.action_space.size == 2
 
 
-def test_save_refuses_to_overwrite(demos):
+def test_save_replaces_only_a_demo_set_and_only_when_asked(demos, tmp_path):
     dataset, meta, path = demos
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(BridgeError, match="--overwrite"):
         save_demos(dataset, meta, path)
+    assert save_demos(dataset, meta, path, overwrite=True) == path and load_demos(path)[1] == meta
+    # A user's folder, or a training run's, is never replaced: --overwrite is for demo sets only.
+    run = tmp_path / "runs"
+    (run / "my_run" / "checkpoints").mkdir(parents=True)
+    (run / "my_run" / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    with pytest.raises(BridgeError, match="files bridge did not write"):
+        save_demos(dataset, meta, run, overwrite=True)
+    with pytest.raises(BridgeError, match="holds other files; collect the demos into another folder"):
+        load_demos(run)
+    assert (run / "my_run" / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
 
 
 # -- actions -------------------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_a_checkpoint_its_exported_folder_and_an_older_checkpoint_act_the_same(r
                   "policy", "--video", "none", "--no-wandb")  # fmt: skip
     assert summary["world"] == "reach" and summary["env"]["image_size"] == 32
     assert (tmp_path / "eval" / "policy" / "results.json").is_file()
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="already holds a policy folder"):
         vla("export", "--ckpt", str(ckpt), "--out", str(tmp_path / "policy"))
 
 

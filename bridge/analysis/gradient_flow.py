@@ -8,11 +8,14 @@ parameters after one backward pass, in depth order, for plots side by side.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from bridge.errors import ConfigError
 
 
 def blocks(model: nn.Module) -> dict[str, nn.Module]:
@@ -43,6 +46,10 @@ def gradient_flow(
 
     The same first batch measures both, so the two readings differ only by the training in between.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be an integer, 1 or more, got {steps!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a finite number above 0, got {lr!r}")
     iterator: Iterator[tuple[Tensor, Tensor]] = iter(batches)
     probe = next(iterator)
     model.train()

@@ -87,3 +87,21 @@ def plot_bars(values: dict[str, float], errors: dict[str, tuple[float, float]] |
     ax.tick_params(axis="x", rotation=30)
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
+
+
+def plot_curves(
+    curves: dict[str, list[dict[str, float]]], axes: dict[str, str], ylabel: str, path: str | Path, log_x=()
+) -> Path:
+    """Learning curves with interval bands, one panel per x axis. ``curves[name]`` is a list of points, each with
+    ``mean``, ``low``, ``high`` and a value for every key of ``axes`` (key -> axis label); keys in ``log_x`` get a
+    logarithmic axis."""
+    fig, panels = plt.subplots(1, len(axes), figsize=(6 * len(axes), 4), squeeze=False)
+    for ax, (key, label) in zip(panels[0], axes.items()):
+        for i, (name, points) in enumerate(curves.items()):
+            x = [p[key] for p in points]
+            ax.plot(x, [p["mean"] for p in points], "-o", color=f"C{i}", ms=3, label=name)
+            ax.fill_between(x, [p["low"] for p in points], [p["high"] for p in points], color=f"C{i}", alpha=0.15)
+        ax.set(xlabel=label, ylabel=ylabel, xscale="log" if key in log_x else "linear")
+        ax.grid(alpha=0.3)
+    panels[0][-1].legend(fontsize=8)
+    return save(fig, path)

@@ -41,6 +41,7 @@ def receptive_field(layers: list[tuple[int, int]]) -> int:
 
 
 def compare_stacks(max_layers: int = 4, kernel: int = 3, channels: int = 64) -> list[StackComparison]:
+    _check_positive(max_layers=max_layers, kernel=kernel, channels=channels)
     rows = []
     for n in range(1, max_layers + 1):
         rf = receptive_field([(kernel, 1)] * n)
@@ -97,6 +98,12 @@ def sequential_receptive_field(model: nn.Module, upto: str) -> int | None:
     return None if math.isinf(fields[upto]) else int(fields[upto])
 
 
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer, 1 or more, got {value!r}")
+
+
 class _Captured(Exception):
     """Stops the forward pass once the layer of interest has produced its output."""
 
@@ -109,6 +116,7 @@ def gradient_map(
     Returns an (H, W) map. The unit is the centre position of the layer's output summed over channels, so
     no single dead channel hides part of the field.
     """
+    _check_positive(samples=samples, **{f"input_shape[{i}]": n for i, n in enumerate(input_shape)})
     module = dict(model.named_modules()).get(layer)
     if module is None:
         raise UnknownNameError(

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bridge.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -71,6 +73,8 @@ def select_modules(model: nn.Module, depth: int | str) -> dict[str, list[str]]:
     """
     from bridge.nn import Residual  # analysis sits below nn in the import order only at call time
 
+    if depth != "block" and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ConfigError(f"depth must be 1 or more, or 'block' (residual blocks), got {depth!r}")
     chosen: dict[str, list[str]] = {}
 
     def visit(prefix: str, module: nn.Module, level: int) -> None:

@@ -56,8 +56,17 @@ class ImageDataModule(LightningDataModule):
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        if augment not in AUGMENTATIONS:  # fail at construction, not minutes later in setup
+        # Fail at construction, not minutes later in setup or in the first batch.
+        if augment not in AUGMENTATIONS:
             raise ConfigError(f"unknown augment {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+        for arg, value, minimum in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
+                                    ("num_workers", num_workers, 0)):  # fmt: skip
+            if value is not None and value < minimum:
+                raise ConfigError(f"{arg} must be {minimum} or more, got {value}; set data.init_args.{arg}")
+        if in_chans not in (None, 1, 3):
+            raise ConfigError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}; set data.init_args.in_chans")
+        if not 0 <= val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}; set data.init_args.val_fraction")
         # num_classes and in_chans are logged by the model; the same key twice with other values stops Lightning.
         self.save_hyperparameters(ignore=["num_classes", "in_chans"])
         self.source, self.batch_size, self.num_workers = source, batch_size, num_workers

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value, load_dataset, load_from_disk
 
 from bridge.data.cache import resolve_cache_dir
 from bridge.data.generated import SHAPES_PER_SPLIT, SHAPES_SIZE, build_digits, build_shapes
-from bridge.errors import ConfigError, MissingFileError
+from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 
 SOURCE_FORMS = ("digits", "shapes", "hf:<hub id or local path>", "imagefolder:<dir>")
 LABEL_COLUMN_NAMES = ("label", "labels", "fine_label")
@@ -128,7 +129,33 @@ def _load_imagefolder(target: str, cache_dir: str | os.PathLike | None) -> Datas
             f"imagefolder:{target}: {path} is not a directory; expected a folder with one subfolder of images "
             f"per class (e.g. {path}/cat/0001.png), optionally inside train/, validation/ and test/ folders"
         )
+    unreadable = unreadable_images(path)
+    if unreadable:
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        shown = ", ".join(map(str, unreadable[:5])) + more
+        raise CorruptFileError(
+            f"imagefolder:{target}: {len(unreadable)} file(s) named as images cannot be read as images: {shown}; "
+            "replace or delete them, then run again"
+        )
     return load_dataset("imagefolder", data_dir=str(path), cache_dir=str(resolve_cache_dir(cache_dir)))
+
+
+def unreadable_images(folder: Path) -> list[Path]:
+    """Files under ``folder`` with an image extension that PIL cannot read: found before any training step.
+
+    ``verify()`` reads headers and chunk checksums, not pixels, so a folder of thousands of images takes seconds.
+    """
+    extensions = PIL.Image.registered_extensions()
+    bad = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in extensions or not path.is_file():
+            continue
+        try:
+            with PIL.Image.open(path) as image:
+                image.verify()
+        except Exception:  # PIL raises many kinds (UnidentifiedImageError, SyntaxError, OSError...)
+            bad.append(path)
+    return bad
 
 
 def _standard_splits(data: Dataset | DatasetDict, seed: int, val_fraction: float) -> dict[str, Dataset]:

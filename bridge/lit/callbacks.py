@@ -1,11 +1,13 @@
-"""Small callbacks every run gets: a last.ckpt that is never far behind, and the checkpoint paths in W&B."""
+"""Small callbacks: a last.ckpt that is never far behind, the checkpoint paths in W&B, and predictions on disk."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 
@@ -54,3 +56,60 @@ class LastCheckpoint(ModelCheckpoint):
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
         self.last_model_path = path  # before saving: the path is part of the callback's saved state
         trainer.save_checkpoint(path)
+
+
+class ResumeHint(Callback):
+    """After Ctrl-C during ``fit``, one line on how to go on (Lightning stops cleanly but only says so)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.last = Path(root) / "checkpoints" / "last.ckpt"
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        if self.last.is_file():
+            hint = f"{self.last} holds the last saved step; resume with the same command and --ckpt_path last"
+        else:
+            hint = "no checkpoint was written yet; run the same command again"
+        print(f"interrupted (Ctrl-C): {hint}", file=sys.stderr)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``predict`` writes ``<run dir>/predictions.csv``: each input's index, predicted class and its probability.
+
+    Outputs that are not (batch, classes) probabilities are saved as they are, in ``predictions.pt``. Under DDP
+    each process writes the inputs it was given, in ``predictions-rank<N>.csv``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.root = Path(root)
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions, batch_indices) -> None:
+        if predictions and isinstance(predictions[0], list):  # several dataloaders: one list each
+            predictions = sum(predictions, [])
+        suffix = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not all(isinstance(p, torch.Tensor) and p.ndim == 2 for p in predictions):
+            path = self.root / f"predictions{suffix}.pt"
+            torch.save(predictions, path)
+            print(f"predictions of {len(predictions)} batches -> {path}")
+            return
+        probs = torch.cat(predictions).float().cpu() if predictions else torch.empty(0, 0)
+        indices = list(_flatten(batch_indices)) or list(range(len(probs)))  # nested per dataloader, then batch
+        names = getattr(trainer.datamodule, "class_names", None)
+        rows = ["index,prediction,confidence"]
+        for index, p in sorted(zip(indices, probs), key=lambda row: row[0]):
+            confidence, label = p.max(dim=0)
+            rows.append(f"{index},{names[label] if names else int(label)},{float(confidence):.4f}")
+        path = self.root / f"predictions{suffix}.csv"
+        path.write_text("\n".join(rows) + "\n")
+        print(f"{len(probs)} predictions -> {path}")
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield int(item)

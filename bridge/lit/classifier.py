@@ -55,6 +55,8 @@ class ImageClassifier(L.LightningModule):
         freeze_bn: bool = False,
     ) -> None:
         super().__init__()
+        if num_classes < 2:  # one class has nothing to tell apart (and torchmetrics refuses it)
+            raise ConfigError(f"num_classes must be 2 or more, got {num_classes}; set model.init_args.num_classes")
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer_factory = optimizer
         self.model = build_model(model, num_classes, in_chans, model_kwargs or {}, pretrained, pretrained_file)

@@ -13,7 +13,13 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from bridge.errors import ConfigError
+from bridge.lit.callbacks import PredictionWriter, ResumeHint
+from bridge.lit.checkpoints import LIGHTNING_NAMES, check_checkpoint
 from bridge.lit.trainer import CHECKPOINT_EVERY_N_STEPS, run_settings
+from bridge.runs import FolderLock, is_launching_process, mark_folder
+
+RUN = "run"  # the kind bridge marks a training run's folder with (bridge.runs)
 
 
 class SaveAndLogConfig(SaveConfigCallback):
@@ -45,6 +51,19 @@ class BridgeCLI(LightningCLI):
             help="also write last.ckpt every N training steps, not only at epoch ends",
         )  # fmt: skip
 
+    def _parse_ckpt_path(self) -> None:
+        """Refuse a checkpoint of another kind or model by name, then let Lightning read a classifier's
+        hyperparameters from it. A VLAPolicy's are not merged: jsonargparse cannot parse its nested policy
+        configuration back, and ``VLAPolicy.on_load_checkpoint`` names any difference from the config itself."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        model = self.config[subcommand].get("model") if subcommand else None
+        if ckpt_path in (None, *LIGHTNING_NAMES) or not (model and model.get("class_path")):
+            return super()._parse_ckpt_path()
+        held = check_checkpoint(ckpt_path, model.class_path, (model.get("init_args") or {}).get("model"))
+        if held is None or held[0] != "VLAPolicy":
+            super()._parse_ckpt_path()
+
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         # Normalisation and input size follow a pretrained timm model (its pretrained_cfg).
@@ -52,13 +71,39 @@ class BridgeCLI(LightningCLI):
         if mean is not None and self.datamodule is not None and hasattr(self.datamodule, "mean"):
             self.datamodule.mean, self.datamodule.std = mean, std
 
+    def before_fit(self) -> None:
+        """One run per folder: a new fit never writes into a folder holding another run's checkpoints, and a
+        second process on the same run folder is refused (the lock goes with the process, however it ends)."""
+        root = Path(self.trainer.default_root_dir)
+        if not is_launching_process():
+            return
+        ckpt_path = self.config_init[str(self.subcommand)].get("ckpt_path")
+        checkpoints = sorted(p.name for p in (root / "checkpoints").glob("*.ckpt"))
+        if ckpt_path is None and checkpoints:
+            raise ConfigError(
+                f"{root} already holds a run ({', '.join(checkpoints)}); resume it with --ckpt_path last, start a "
+                "new run with --name <another name>, or delete the folder"
+            )
+        self.run_lock = FolderLock(root, RUN)
+        self.run_lock.__enter__()  # released in after_fit, or by the kernel when the process ends
+        mark_folder(root, RUN)
+
+    def after_fit(self) -> None:
+        if getattr(self, "run_lock", None) is not None:
+            self.run_lock.__exit__(None, None, None)
+
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init)
         trainer = config["trainer"]
         name = config.get("name") or _default_name(self.model)
         root = trainer.get("default_root_dir") or Path("runs") / name
+        callbacks = list(trainer.get("callbacks") or [])
+        if self.subcommand == "predict":  # predictions go to the run folder, not only to the returned list
+            callbacks.append(PredictionWriter(root))
+        if self.subcommand == "fit":
+            callbacks.append(ResumeHint(root))
         settings = run_settings(
-            root, name, logger=trainer.get("logger"), callbacks=trainer.get("callbacks") or [],
+            root, name, logger=trainer.get("logger"), callbacks=callbacks,
             monitor=getattr(self.model, "monitor", ("val/loss", "min")),
             checkpoint_every_n_steps=config.get("checkpoint_every_n_steps") or CHECKPOINT_EVERY_N_STEPS,
             accelerator=trainer.get("accelerator", "auto"), devices=trainer.get("devices", "auto"),

@@ -7,6 +7,7 @@ from bridge.models.registry import ModelInfo, list_models, model_info, register_
 from bridge.models.timm_adapter import TimmModel
 from bridge.models.weights import (
     WeightsMismatchError,
+    check_finite,
     export_weights,
     import_weights,
     load_file,
@@ -20,6 +21,7 @@ __all__ = [
     "UnknownArgumentError",
     "WeightsMismatchError",
     "ZooModel",
+    "check_finite",
     "create_model",
     "create_model_for_input",
     "export_weights",

@@ -180,8 +180,21 @@ def import_weights(model: ZooModel, source, drop_head: bool = False) -> ZooModel
         state = {k: v for k, v in state.items() if not k.startswith(head)}
         ours = {k: v for k, v in ours.items() if not k.startswith(head)}
     check_fits(model, ours, state)
+    check_finite(state, source if isinstance(source, (str, Path)) else "the weights")
     model.load_state_dict(state, strict=not drop_head)
     return model
+
+
+def check_finite(state: Mapping[str, Tensor], source: object = "the weights") -> None:
+    """Raise a CorruptFileError naming the tensors that hold NaN or inf: such weights only ever output NaN."""
+    bad = [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CorruptFileError(
+            f"NaN or inf values in {len(bad)} tensor(s) of {source} ({', '.join(bad[:4])}"
+            + (", ..." if len(bad) > 4 else "")
+            + "): the run diverged before it was saved. Use an earlier checkpoint, or retrain with a lower learning "
+            "rate or gradient clipping"
+        )
 
 
 def export_weights(model: ZooModel) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from bridge.argtypes import non_negative_float, non_negative_int, positive_int
 from bridge.errors import ConfigError
 from bridge.vla.evaluate import CONDITIONS
 
@@ -25,11 +26,13 @@ def register(subparsers) -> None:
     p = commands.add_parser("collect", help="record a world's expert episodes as a LeRobot-style dataset")
     p.add_argument("--world", default="reach", help="the world's name (python -m bridge vla worlds lists them)")
     p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="the world's options, e.g. image_size=32")
-    p.add_argument("--episodes", type=int, default=1000, help="successful episodes to record")
+    p.add_argument("--episodes", type=positive_int, default=1000, help="successful episodes to record")
     p.add_argument("--out", required=True, help="folder for the dataset (datasets.save_to_disk) and its meta.json")
-    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
-    p.add_argument("--noise", type=float, default=None, help="the expert's action noise (default: the world's)")
-    p.add_argument("--num-envs", type=int, default=16, help="episodes stepped together")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
+    p.add_argument(
+        "--noise", type=non_negative_float, default=None, help="the expert's action noise (default: the world's)"
+    )
+    p.add_argument("--num-envs", type=positive_int, default=16, help="episodes stepped together")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=collect)
 
@@ -40,16 +43,18 @@ def register(subparsers) -> None:
                    "folder written by Policy.save_pretrained")  # fmt: skip
     p.add_argument("--world", default=None, help="the world to act in (default: the policy's)")
     p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="options over the policy's world's")
-    p.add_argument("--episodes", type=int, default=50, help="episodes per evaluation seed")
-    p.add_argument("--seeds", type=int, default=3, help="evaluation seeds (each a fresh set of scenes)")
+    p.add_argument("--episodes", type=positive_int, default=50, help="episodes per evaluation seed")
+    p.add_argument("--seeds", type=positive_int, default=3, help="evaluation seeds (each a fresh set of scenes)")
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     p.add_argument(
         "--paraphrases", choices=("train", "heldout", "all"), default="all",
         help="instruction phrasings, in worlds that have them: those seen in training, those held out, or both",
     )  # fmt: skip
-    p.add_argument("--num-envs", type=int, default=50, help="episodes stepped (and policy queries batched) together")
+    p.add_argument(
+        "--num-envs", type=positive_int, default=50, help="episodes stepped (and policy queries batched) together"
+    )
     p.add_argument("--video", choices=("gif", "mp4", "none"), default="gif")
-    p.add_argument("--record", type=int, default=8, help="episodes per condition in each video")
+    p.add_argument("--record", type=non_negative_int, default=8, help="episodes per condition in each video")
     p.add_argument("--out", default=None, help="results folder; default <run dir>/eval/<checkpoint name>")
     p.add_argument(
         "--wandb", action=argparse.BooleanOptionalAction, default=True, help="log to W&B (offline by default)"
@@ -80,11 +85,11 @@ def parse_options(pairs: list[str]) -> dict:
 
 
 def collect(args: argparse.Namespace) -> Path:
-    from bridge.vla.demos import collect_demos, save_demos
+    from bridge.runs import check_writable
+    from bridge.vla.demos import DEMOS, collect_demos, save_demos
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:  # before minutes of collection, not after
-        raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+    check_writable(out, DEMOS, args.overwrite)  # before minutes of collection, not after
     dataset, meta = collect_demos(
         args.episodes, parse_options(args.env), seed=args.seed, noise=args.noise, num_envs=args.num_envs,
         world=args.world,
@@ -98,12 +103,13 @@ def collect(args: argparse.Namespace) -> Path:
 
 
 def export(args: argparse.Namespace) -> Path:
+    from bridge.runs import check_writable, mark_folder
     from bridge.vla.loading import load_policy
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} already exists and is not empty; choose another --out")
+    check_writable(out, "policy")
     load_policy(_existing(args.ckpt)).save_pretrained(out)
+    mark_folder(out, "policy")
     print(f"{args.ckpt} -> {out}")
     return out
 
@@ -134,6 +140,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     from bridge.vla.worlds import get_world
 
     ckpt = _existing(args.ckpt)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # before minutes of evaluation
+        raise ConfigError(f"{args.out} exists and is not a folder; choose another --out (a folder, created if missing)")
     policy = load_policy(ckpt)
     c = policy.config
     options = c.world_options if args.world in (None, c.world) else {}

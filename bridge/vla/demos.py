@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
+from bridge.runs import check_writable, folder_kind, replace_folder
 from bridge.vla.actions import chunk_indices, history_indices
 from bridge.vla.rollout import rollouts
 from bridge.vla.spaces import ActionSpace, ObservationSpec
@@ -31,6 +32,7 @@ from bridge.vla.world import World
 from bridge.vla.worlds import get_world
 
 META_FILE = "meta.json"
+DEMOS = "demos"  # the kind bridge marks a demo set's folder with (bridge.runs)
 LEGACY_ENV_IDS = {"bridge/Reach-v0": "reach"}  # demo sets written before worlds had names
 
 
@@ -131,20 +133,19 @@ def _stats(rows: dict[str, list], action_space: ActionSpace) -> dict:
 
 
 def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the set to a temporary folder, then rename it into place: a crash never leaves half a set at ``path``."""
+    """Write the set to a temporary folder, then rename it into place: a crash never leaves half a set at ``path``.
+
+    ``overwrite`` replaces an earlier demo set only; a folder holding anything else is always refused.
+    """
     path = Path(path)
     if len(dataset) == 0:
         raise ConfigError("refusing to save an empty demo set")
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
+    check_writable(path, DEMOS, overwrite)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     dataset.save_to_disk(str(tmp))
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    return replace_folder(tmp, path, DEMOS)
 
 
 def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
@@ -154,7 +155,11 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
     ``meta`` gains the ``world``, ``observation`` and ``action_space`` entries that newer sets carry.
     """
     path = Path(path)
-    hint = f"collect it again: python -m bridge vla collect --episodes N --out {path} --overwrite"
+    hint = f"collect it: python -m bridge vla collect --episodes N --out {path}"
+    if folder_kind(path) == DEMOS:
+        hint = f"collect it again: python -m bridge vla collect --episodes N --out {path} --overwrite"
+    elif path.is_dir() and any(path.iterdir()):  # never suggest --overwrite for a folder bridge did not write
+        hint = f"{path} holds other files; collect the demos into another folder and point to it"
     if not path.is_dir():
         raise MissingFileError(f"no demo set at {path}; {hint}")
     try:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
-from bridge.models import load_file
+from bridge.models import check_finite, load_file
 from bridge.nn import TransformerBlock
 from bridge.nn.film import FiLM
 from bridge.vla.actions import ActionBins, MinMaxNormalizer
@@ -113,6 +113,11 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
                 f"the policy takes frames (B, {s}, {s}, 3) uint8 (image_size={s}), got {tuple(images.shape)}; "
                 f"run the world with image_size={s} or build the policy for the world's size"
             )
+        if images.dtype != torch.uint8:  # float frames in [0, 1] would pass for an almost black frame
+            raise ConfigError(
+                f"the policy takes frames as uint8 values 0-255, got {images.dtype}; convert frames in [0, 1] with "
+                "(frames * 255).round().to(torch.uint8)"
+            )
         x = images.permute(0, 3, 1, 2).float() / 255
         if self.config.input_size is not None and self.config.input_size != s:
             x = F.interpolate(x, size=self.config.input_size, mode="bilinear", antialias=True, align_corners=False)
@@ -180,6 +185,8 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
     @torch.no_grad()
     def predict(self, images: Tensor, states: Tensor, tasks: list[str]) -> Tensor:
         """Actions for the next ``chunk_size`` steps (B, k, action_dim) in env units, inside the action space."""
+        if states.numel() and not torch.isfinite(states).all():  # here, not in forward: no sync per training step
+            raise ConfigError("the agent states hold NaN or inf values; pass the world's observation.state as it is")
         out = self(images, states, tasks)
         actions = self.bins.decode(out.argmax(-1)) if self.config.head == "bins" else out.clamp(-1, 1)
         return self.action_norm.unnormalize(actions).clamp(-1, 1)
@@ -254,6 +261,7 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             self.load_state_dict(state)
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
             raise CorruptFileError(f"the weights in {source} do not fit its own policy configuration: {err}") from None
+        check_finite(state, source)
         return self
 
 

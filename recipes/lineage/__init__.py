@@ -1,16 +1,19 @@
 """The main job: pretrain a ResNet, plug it, the ViT or a timm model into the VLA policy, compare in closed loop.
 
 1. Pretrain ResNet (and the ViT) as classifiers on ``shapes``, the objects the VLA world draws.
-2. Train one VLA policy per encoder on the same demonstrations with the same trunk, head, optimiser and
-   step budget: the pretrained ResNet frozen and fine-tuned, the same ResNet from scratch, the ViT from
-   scratch and pretrained, a timm model (with its weights when they are on disk).
-3. Evaluate every policy on the same closed-loop episodes, beside the expert's ceiling and a random floor.
-4. Report: a table (terminal, Markdown), a bar chart, a W&B table, under ``runs/lineage/<preset>/``.
+2. Train one VLA policy per encoder and training seed on the same demonstrations with the same trunk, head,
+   optimiser and step budget: the pretrained ResNet frozen and fine-tuned, the same ResNet from scratch, the ViT
+   from scratch and pretrained, a timm model (with its weights when they are on disk).
+3. Evaluate every policy at several points of its training on the same closed-loop episodes, beside the
+   expert's ceiling and a random floor.
+4. Report: per encoder its success with a bootstrap interval over seeds and episodes, paired verdicts between
+   encoders, learning curves; report.md, report.json, PNGs and W&B tables under ``runs/lineage/<preset>/``.
 
-    python -m bridge run lineage [--preset tiny|cpu|gpu] [--trainer.devices 2 --trainer.strategy ddp]
+    python -m bridge run lineage [--preset tiny|cpu|gpu] [--seeds 3 --seed 0] [--trainer.devices 2 ...]
 
 Every stage is resumable (see recipes/stages.py): rerun the same command after an interruption. The budgets
-and arms are in presets.py, the work of each stage in stages.py, the report in report.py.
+and arms are in presets.py, the work of each stage in stages.py, the statistics in results.py, the report in
+report.py.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
+from bridge.runs import FolderLock
 from recipes import kit
 from recipes.lineage.presets import LR, PRESETS, RESNET, TRUNK, arms, cached_timm_weights, vit
-from recipes.lineage.report import log_report, report, success_chart
-from recipes.lineage.stages import evaluate_baselines, evaluate_policy, pretrain, train_policy
-from recipes.stages import run_stage
+from recipes.lineage.report import curves_chart, log_report, report, success_chart
+from recipes.lineage.results import comparisons, curve, report_json
+from recipes.lineage.stages import evaluate_baselines, evaluate_run, pretrain, train_policy
+from recipes.stages import claim_folder, run_stage, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--out", default=None, help="default runs/lineage/<preset>")
+    parser.add_argument("--seeds", type=PositiveInt, help="training runs per policy (the preset's: 3)")
+    parser.add_argument("--seed", type=NonNegativeInt, default=0, help="first training seed (SEED ... SEED+SEEDS-1)")
+    parser.add_argument("--curve-points", type=PositiveInt, help="closed-loop evaluations along training (4)")
+    parser.add_argument("--arms", nargs="+", metavar="LABEL", help='policies to train, e.g. "ResNet scratch" (all)')
     parser.add_argument("--steps", type=PositiveInt, help="optimiser steps per policy")
     parser.add_argument("--episodes", type=PositiveInt, help="expert demonstrations")
     parser.add_argument("--pretrain-epochs", type=PositiveInt)
@@ -67,58 +76,78 @@ def main(argv: list[str] | None = None) -> None:
         "steps": args.steps, "episodes": args.episodes, "pretrain_epochs": args.pretrain_epochs,
         "shapes": tuple(args.shapes) if args.shapes else None, "eval_episodes": args.eval_episodes,
         "eval_seeds": args.eval_seeds, "image_size": args.image_size, "batch_size": args.batch_size,
-        "timm": args.timm, "pretrain_vit": args.vit_pretraining,
+        "timm": args.timm, "pretrain_vit": args.vit_pretraining, "seeds": args.seeds,
+        "curve_points": args.curve_points, "arms": tuple(args.arms) if args.arms else None,
     }  # fmt: skip
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    known = [arm.label for arm in arms(replace(preset, arms=()), args.vit_weights, None)]
+    unknown = [label for label in preset.arms if label not in known]
+    if unknown:
+        parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
     out = Path(args.out or f"runs/lineage/{args.preset}")
-    group = f"lineage-{args.preset}"
-    timm_weights = args.timm_weights or cached_timm_weights(preset.timm)
-    started = time.perf_counter()
+    claim_folder(out, "lineage")
+    with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
+        group = f"lineage-{args.preset}"
+        timm_weights = args.timm_weights or cached_timm_weights(preset.timm)
+        started = time.perf_counter()
 
-    # 1. Pretraining: the ResNet, and the ViT when the preset asks for it (AdamW; the ViT wants a lower rate).
-    shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
-              "batch_size": preset.batch_size, "trainer": args.trainer_config}  # fmt: skip
-    backbones = {"pretrain-resnet": (RESNET, 2e-3)}
-    if preset.pretrain_vit:
-        backbones["pretrain-vit"] = (vit(preset.image_size, preset.vit_width), 1e-3)
-    pretrained = {
-        stage: run_stage(
-            out, stage, {"model": model, "lr": lr, **shared}, pretrain(model, preset, lr, group, args.trainer)
-        )
-        for stage, (model, lr) in backbones.items()
-    }
-    checkpoints = {stage: result["checkpoint"] for stage, result in pretrained.items()}
+        seeds = list(range(args.seed, args.seed + preset.seeds))
 
-    # 2. One policy per encoder, same demonstrations, trunk, head, optimiser and steps.
-    demos = out / "demos"
-    recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
-              "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "trainer": args.trainer_config}  # fmt: skip
-    trained = []
-    for arm in arms(preset, args.vit_weights, timm_weights):
-        weights = checkpoints.get(arm.weights, arm.weights)
-        folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-")
-        config = {"arm": asdict(arm), "weights": weights, **recipe}
-        trained.append(
-            (arm, run_stage(out, folder, config, train_policy(arm, preset, demos, weights, group, args.trainer)))
-        )
-    if not kit.is_global_zero():
-        return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer is finished
+        # 1. Pretraining, once per seed: the ResNet, and the ViT when the preset asks for it (AdamW; the ViT wants
+        #    a lower rate). Seed s's policies start from seed s's backbone, so pretraining's spread is counted too.
+        shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
+                  "batch_size": preset.batch_size, "trainer": args.trainer_config}  # fmt: skip
+        compared = arms(preset, args.vit_weights, timm_weights)
+        backbones = {"pretrain-resnet": (RESNET, 2e-3)}
+        if preset.pretrain_vit:
+            backbones["pretrain-vit"] = (vit(preset.image_size, preset.vit_width), 1e-3)
+        backbones = {stage: b for stage, b in backbones.items() if any(arm.weights == stage for arm in compared)}
+        pretrained = {
+            (stage, seed): run_stage(
+                out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
+                pretrain(model, preset, lr, seed, group, args.trainer),
+            )
+            for seed in seeds
+            for stage, (model, lr) in backbones.items()
+        }  # fmt: skip
 
-    # 3. Every policy in closed loop on the same episodes, beside the expert and random actions.
-    episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
-    rows = []
-    for arm, result in trained:
-        policy = {"checkpoint": result["checkpoint"], "step": result["step"], **episodes}
-        folder = Path(result["checkpoint"]).parent
-        rows.append(
-            (arm, result, run_stage(folder, "eval", policy, evaluate_policy(preset, result["checkpoint"]), cheap=True))
-        )
-    baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
+        # 2. One policy per encoder and seed: same demonstrations, trunk, head, optimiser and steps.
+        demos = out / "demos"
+        recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
+                  "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "curve_points": preset.curve_points,
+                  "trainer": args.trainer_config}  # fmt: skip
+        trained = []
+        for arm in compared:
+            for seed in seeds:
+                backbone = pretrained.get((arm.weights, seed))
+                weights = backbone["checkpoint"] if backbone else arm.weights
+                folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
+                config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
+                work = train_policy(arm, preset, seed, demos, weights, group, args.trainer)
+                trained.append((arm, seed, run_stage(out, folder, config, work)))
+        if not kit.is_global_zero():
+            return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer is finished
 
-    # 4. The report.
-    text = report(args.preset, rows, baselines, pretrained)
-    (out / "report.md").write_text(text)
-    figure = success_chart(rows, baselines, out / "success.png")
-    log_report(out, group, rows, baselines, figure)
-    print(text)
-    print(f"report: {out / 'report.md'}  figure: {figure}  ({(time.perf_counter() - started) / 60:.1f} min)")
+        # 3. Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
+        #    expert and random actions.
+        episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
+        runs: dict[str, list[dict]] = {}
+        for arm, seed, result in trained:
+            points = evaluate_run(preset, result, episodes)
+            runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": points})
+        baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
+
+        # 4. Statistics (bootstrap intervals over seeds and episodes, paired verdicts) and the report.
+        verdicts = comparisons(runs, preset.timm.removeprefix("timm:"))
+        data = report_json(args.preset, asdict(preset), seeds, compared, runs, baselines, verdicts)
+        write_json(out / "report.json", data)
+        text = report(args.preset, data, runs, baselines, pretrained)
+        (out / "report.md").write_text(text)
+        curves = {label: curve(r) for label, r in runs.items()}
+        figures = {"success": success_chart(data, baselines, out / "success.png"),
+                   "curves": curves_chart(curves, out / "curves.png")}  # fmt: skip
+        log_report(out, group, data, runs, baselines, curves, figures)
+        print(text)
+        minutes = (time.perf_counter() - started) / 60
+        print(f"report: {out / 'report.md'}, {out / 'report.json'}  figures: {figures['success']}, "
+              f"{figures['curves']}  ({minutes:.1f} min)")  # fmt: skip

@@ -1,15 +1,19 @@
-"""The lineage's report: a Markdown table, a bar chart and a W&B table of every policy's closed-loop success."""
+"""The lineage's report: tables of every policy's closed-loop success over its seeds and of the pairwise verdicts,
+a bar chart, learning curves, and the same as W&B tables and images. The numbers come from results.py."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from bridge.analysis.plots import plot_bars
+import numpy as np
+
+from bridge.analysis.plots import plot_bars, plot_curves
 from bridge.analysis.tables import markdown_table
 from bridge.tracking import wandb_offline
 
 BASELINES = (("expert", "ceiling"), ("random", "floor"))
+CURVE_AXES = {"step": "optimiser steps", "train_macs": "training compute (encoder MACs x frames seen)"}
 
 
 def rate(result: dict) -> float:
@@ -17,61 +21,118 @@ def rate(result: dict) -> float:
     return result["successes"] / result["episodes"]
 
 
-def success_cell(result: dict) -> str:
-    low, high = result["ci95"]
-    return f"{100 * rate(result):.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+def percent(low: float, mean: float, high: float, sign: str = "") -> str:
+    return f"{100 * mean:{sign}.0f}% [{100 * low:{sign}.0f}, {100 * high:{sign}.0f}]"
 
 
-def report(preset_name: str, rows: list[tuple], baselines: dict, pretrained: dict) -> str:
-    """``rows``: (arm, training result, evaluation result) per policy; ``pretrained``: the pretraining results."""
+def success_cell(entry: dict) -> str:
+    """A ``report.json`` interval (mean, low, high) as ``63% [53, 72]``."""
+    return percent(entry["low"], entry["mean"], entry["high"])
+
+
+def baseline_cell(result: dict) -> str:
+    """A baseline's Wilson interval over the episodes (the expert and random actions are not trained: no seeds)."""
+    return percent(result["ci95"][0], rate(result), result["ci95"][1])
+
+
+def mean_of(runs: list[dict], key: str) -> float:
+    return float(np.mean([run["train"][key] for run in runs]))
+
+
+def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines: dict, pretrained: dict) -> str:
+    """``data``: the report.json dictionary; ``runs``: per arm label its training runs (see results.py)."""
     header = ["encoder", "init", "params", "MACs", "train s", "images/s", "success [95% CI]", "action MAE"]
     table = [
-        [arm.label, arm.init, f"{t['encoder_params'] / 1e6:.2f} M", f"{t['encoder_macs'] / 1e6:.1f} M",
-         f"{t['train_seconds']:.0f}", f"{t['images_per_second']:.0f}", success_cell(scored),
-         f"{t['val_action_mae']:.3f}"]
-        for arm, t, scored in rows
+        [a["label"], a["init"], f"{a['encoder_params'] / 1e6:.2f} M", f"{a['encoder_macs'] / 1e6:.1f} M",
+         f"{mean_of(runs[a['label']], 'train_seconds'):.0f}", f"{mean_of(runs[a['label']], 'images_per_second'):.0f}",
+         success_cell(a["success"]), f"{mean_of(runs[a['label']], 'val_action_mae'):.3f}"]
+        for a in data["arms"]
     ]  # fmt: skip
-    table += [[name, role, "", "", "", "", success_cell(baselines[name]), ""] for name, role in BASELINES]
+    table += [[name, role, "", "", "", "", baseline_cell(baselines[name]), ""] for name, role in BASELINES]
+    verdicts = markdown_table(
+        ["A", "B", "A - B [95% CI]", "P(A > B)", "verdict"],
+        [[c["a"], c["b"], percent(c["difference"]["low"], c["difference"]["mean"], c["difference"]["high"], "+"),
+          f"{c['probability_of_improvement']:.2f}", c["verdict"]] for c in data["comparisons"]],
+    )  # fmt: skip
     notes = "\n".join(
-        f"- {r['model']} pretrained on shapes: validation accuracy {r['val_acc']:.1%} in {r['seconds']:.0f} s"
-        for r in pretrained.values()
+        f"- seed {seed}: {r['model']} pretrained on shapes: validation accuracy {r['val_acc']:.1%} "
+        f"({r['seconds']:.0f} s)"
+        for (_, seed), r in pretrained.items()
     )
+    env = data["environment"]
     episodes = baselines["expert"]["episodes"]
+    seeds = data["seeds"]
     return f"""# Lineage: encoders for the VLA policy, preset `{preset_name}`
 
-Closed-loop success on the same {episodes} episodes of bridge/Reach-v0 (held-out paraphrases included).
-Params and MACs are the encoder's, on one frame; images/s is training throughput; action MAE is
-the validation error of the first predicted action against the expert's, in action units.
+Closed-loop success on the same {episodes} episodes of bridge/Reach-v0 (held-out paraphrases included), for every
+policy trained with each of {len(seeds)} seeds ({", ".join(map(str, seeds))}). Success is the mean over seeds and
+episodes with its 95% stratified-bootstrap interval (seeds and episodes resampled); the baselines are not trained,
+so theirs is a Wilson interval over the episodes. Params and MACs are the encoder's, on one frame; train s and
+images/s are per training run; action MAE is the validation error of the first predicted action, in action units.
+Measured on {env["machine"]} ({env["processor"] or env["system"]}{", " + env["cuda"] if env["cuda"] else ""}),
+{env["threads"]} threads, torch {env["packages"]["torch"]}, commit {(env["git_commit"] or "unknown")[:12]}.
 
 {markdown_table(header, table)}
+Paired comparisons: the difference of mean success on the same episodes, seed i of A against seed i of B, with its
+95% bootstrap interval; P(A > B) is the probability that a training run of A beats one of B. The verdict reads
+only the interval: "better" or "worse" when it excludes zero, else "no detectable difference".
+
+{verdicts}
 {notes}
 """
 
 
-def success_chart(rows: list[tuple], baselines: dict, path: Path) -> Path:
-    """Success of every policy and baseline, with its 95% interval, as a bar chart."""
-    scores = {arm.label: scored for arm, _, scored in rows} | {name: baselines[name] for name, _ in BASELINES}
-    values = {label: 100 * rate(s) for label, s in scores.items()}
-    errors = {label: (100 * s["ci95"][0], 100 * s["ci95"][1]) for label, s in scores.items()}
+def success_chart(data: dict, baselines: dict, path: Path) -> Path:
+    """Success of every policy (bootstrap interval) and baseline (Wilson interval), as a bar chart."""
+    values, errors = {}, {}
+    for a in data["arms"]:
+        s = a["success"]
+        values[a["label"]], errors[a["label"]] = 100 * s["mean"], (100 * s["low"], 100 * s["high"])
+    for name, _ in BASELINES:
+        b = baselines[name]
+        values[name], errors[name] = 100 * rate(b), (100 * b["ci95"][0], 100 * b["ci95"][1])
     return plot_bars(values, errors, "closed-loop success (%)", path)
 
 
-def log_report(out: Path, group: str, rows: list[tuple], baselines: dict, figure: Path) -> None:
-    """The table and the chart as one W&B run of the pipeline's group."""
+def curves_chart(curves: dict[str, list[dict]], path: Path) -> Path:
+    percent_curves = {
+        label: [{**p, "mean": 100 * p["mean"], "low": 100 * p["low"], "high": 100 * p["high"]} for p in points]
+        for label, points in curves.items()
+    }
+    return plot_curves(percent_curves, CURVE_AXES, "closed-loop success (%)", path, log_x=("train_macs",))
+
+
+def log_report(out: Path, group: str, data: dict, runs: dict, baselines: dict, curves: dict, figures: dict) -> None:
+    """The tables, the learning curves and the charts as one W&B run of the pipeline's group."""
     import wandb
 
     run = wandb.init(project="bridge", group=group, name="report", job_type="report", dir=str(out),
-                     mode="offline" if wandb_offline() else "online")  # fmt: skip
+                     mode="offline" if wandb_offline() else "online", config={"preset": data["preset"],
+                     "seeds": data["seeds"], "settings": data["settings"]})  # fmt: skip
     columns = ["encoder", "init", "encoder_params", "encoder_macs", "train_seconds", "images_per_second",
                "success", "ci95_low", "ci95_high", "val_action_mae"]  # fmt: skip
     table = wandb.Table(columns=columns)
-    for arm, trained, scored in rows:
+    for a in data["arms"]:
+        r = runs[a["label"]]
         table.add_data(
-            arm.label, arm.init, trained["encoder_params"], trained["encoder_macs"], trained["train_seconds"],
-            trained["images_per_second"], rate(scored), *scored["ci95"],
-            trained["val_action_mae"],
+            a["label"], a["init"], a["encoder_params"], a["encoder_macs"], mean_of(r, "train_seconds"),
+            mean_of(r, "images_per_second"), a["success"]["mean"], a["success"]["low"], a["success"]["high"],
+            mean_of(r, "val_action_mae"),
         )  # fmt: skip
     for name, _ in BASELINES:
-        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, rate(baselines[name]), *baselines[name]["ci95"], math.nan)
-    run.log({"lineage/results": table, "lineage/success": wandb.Image(str(figure))})
+        b = baselines[name]
+        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, rate(b), *b["ci95"], math.nan)
+    verdicts = wandb.Table(columns=["a", "b", "difference", "low", "high", "probability_of_improvement", "verdict"])
+    for c in data["comparisons"]:
+        d = c["difference"]
+        verdicts.add_data(c["a"], c["b"], d["mean"], d["low"], d["high"], c["probability_of_improvement"], c["verdict"])
+    points = wandb.Table(columns=["encoder", "step", "frames", "train_macs", "success", "low", "high"])
+    for label, curve in curves.items():
+        for p in curve:
+            points.add_data(label, p["step"], p["frames"], p["train_macs"], p["mean"], p["low"], p["high"])
+    run.log({
+        "lineage/results": table, "lineage/verdicts": verdicts, "lineage/curves": points,
+        "lineage/success": wandb.Image(str(figures["success"])),
+        "lineage/curves_figure": wandb.Image(str(figures["curves"])),
+    })  # fmt: skip
     run.finish()

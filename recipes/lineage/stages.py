@@ -2,30 +2,40 @@
 
 Each returns ``work(folder, resume)`` for :func:`recipes.stages.run_stage`, which skips it when its result is on
 disk. ``given`` is the command line's ``--trainer.*`` settings (see :func:`recipes.kit.parse`).
+
+Seeds: a training run's ``seed`` draws everything the learner chooses (initial weights, batch order, augmentation,
+the demonstrations held out for validation). The data are the experiment's fixed input, shared by every seed like
+a benchmark's data set: the shapes images and the demonstrations are drawn once, from seed 0 (``DATA_SEED``), so a
+difference between seeds is the learner's and collecting demos is paid once. Evaluation runs every policy on
+the same episodes (the world's evaluation seeds), so arms and seeds are compared on paired scenes.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Callback, Timer
 
 from bridge.analysis.summary import count_macs
 from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier
 from bridge.lit.vla import VLAPolicy
 from bridge.vla.config import PolicyConfig
-from bridge.vla.demos import DemoDataModule
+from bridge.vla.demos import DemoDataModule, collect_demos, save_demos
 from bridge.vla.evaluate import evaluate, write_video
 from bridge.vla.loading import load_policy
 from recipes import kit
 from recipes.lineage.presets import LR, TRUNK, WARMUP, Arm, Preset
 from recipes.lineage.report import BASELINES
+from recipes.stages import run_stage
+
+DATA_SEED = 0  # the shapes images and the demonstrations: one draw, shared by every training seed
 
 
 def trainer(folder: Path, label: str, group: str, given: dict, **settings) -> L.Trainer:
@@ -40,19 +50,52 @@ def train_seconds(t: L.Trainer) -> float:
     return next(cb for cb in t.callbacks if isinstance(cb, Timer)).time_elapsed("train")
 
 
-def pretrain(model: tuple[str, dict], preset: Preset, lr: float, group: str, given: dict):
+def curve_steps(steps: int, points: int) -> list[int]:
+    """The optimiser steps at which a policy is evaluated for its learning curve, the last one ``steps``."""
+    return sorted({max(1, steps * k // points) for k in range(1, points + 1)})
+
+
+class SaveAt(Callback):
+    """A checkpoint at each of ``steps`` (``<folder>/step-<n>.ckpt``) with the training seconds spent so far, for
+    learning curves evaluated after training: no rank ever waits for an evaluation in the middle of a run."""
+
+    def __init__(self, folder: Path, steps: list[int]) -> None:
+        self.folder, self.pending = folder, set(steps)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        step = trainer.global_step
+        if step in self.pending:  # once: several batches end on one step under gradient accumulation
+            self.pending.remove(step)
+            path = self.folder / f"step-{step}.ckpt"
+            trainer.save_checkpoint(path)  # every rank calls it (it ends in a barrier); rank 0 writes
+            if trainer.is_global_zero:
+                path.with_suffix(".json").write_text(json.dumps({"seconds": train_seconds(trainer)}))
+
+
+class Demos(DemoDataModule):
+    """The demonstrations drawn once from ``DATA_SEED`` whichever training seed first asks; the split by ``seed``."""
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        if not self.path.exists():
+            dataset, meta = collect_demos(hp.episodes, hp.env, DATA_SEED, hp.noise, world=hp.world)
+            save_demos(dataset, meta, self.path)
+
+
+def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, group: str, given: dict):
     """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
 
     def work(folder: Path, resume: str | None) -> dict:
-        L.seed_everything(0, verbose=False)
+        L.seed_everything(seed, verbose=False)
         name, kwargs = model
         module = ImageClassifier(
             name, num_classes=12, model_kwargs=kwargs, optimizer=functools.partial(torch.optim.AdamW, lr=lr,
             weight_decay=0.05), lr_schedule="cosine", warmup_steps=50, label_smoothing=0.1,
         )  # fmt: skip
         data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
-                               shapes_per_split=preset.shapes, num_workers=preset.num_workers)  # fmt: skip
-        t = trainer(folder, f"pretrain {name}", group, given, max_epochs=preset.pretrain_epochs)
+                               shapes_per_split=preset.shapes, seed=DATA_SEED,
+                               num_workers=preset.num_workers)  # fmt: skip
+        t = trainer(folder, f"pretrain {name} seed {seed}", group, given, max_epochs=preset.pretrain_epochs)
         t.fit(module, data, ckpt_path=resume)
         seconds = train_seconds(t)
         accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
@@ -64,9 +107,11 @@ def pretrain(model: tuple[str, dict], preset: Preset, lr: float, group: str, giv
     return work
 
 
-def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, group: str, given: dict):
+def train_policy(arm: Arm, preset: Preset, seed: int, demos: Path, weights: str | None, group: str, given: dict):
+    """One policy; besides ``policy.ckpt`` it leaves a checkpoint at every learning-curve point (see SaveAt)."""
+
     def work(folder: Path, resume: str | None) -> dict:
-        L.seed_everything(0, verbose=False)
+        L.seed_everything(seed, verbose=False)
         config = PolicyConfig(
             encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
             image_size=preset.image_size, **TRUNK,
@@ -75,16 +120,24 @@ def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, gro
             config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
             warmup_steps=min(WARMUP, preset.steps // 10),
         )  # fmt: skip
-        data = DemoDataModule(str(demos), episodes=preset.episodes, env={"image_size": preset.image_size},
-                              batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
-        t = trainer(folder, arm.label, group, given, max_steps=preset.steps, gradient_clip_val=1.0)
+        data = Demos(str(demos), episodes=preset.episodes, env={"image_size": preset.image_size}, seed=seed,
+                     batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
+        points = curve_steps(preset.steps, preset.curve_points)
+        t = trainer(folder, f"{arm.label} seed {seed}", group, given, max_steps=preset.steps, gradient_clip_val=1.0)
+        t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
         t.fit(module, data, ckpt_path=resume)
         seconds = train_seconds(t)
         validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
         action_mae = validated[0]["val/action_mae"] if validated else math.nan
         t.save_checkpoint(folder / "policy.ckpt")
         kit.finish(t)
-        frames = t.global_step * preset.batch_size * t.accumulate_grad_batches * t.world_size
+        frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
+        frames = t.global_step * frames_per_step
+        curve = [
+            {"step": s, "checkpoint": str(folder / "curve" / f"step-{s}.ckpt"),
+             "seconds": json.loads((folder / "curve" / f"step-{s}.json").read_text())["seconds"]}
+            for s in points[:-1]
+        ] + [{"step": t.global_step, "checkpoint": str(folder / "policy.ckpt"), "seconds": seconds}]  # fmt: skip
         encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
         frame = torch.zeros(1, 3, preset.image_size, preset.image_size, device=module.device)
         return {
@@ -96,21 +149,29 @@ def train_policy(arm: Arm, preset: Preset, demos: Path, weights: str | None, gro
             "train_seconds": seconds,
             "images_per_second": frames / seconds if seconds > 0 else math.nan,  # 0 s: a checkpoint without a Timer
             "val_action_mae": action_mae,
+            "frames_per_step": frames_per_step,
+            "curve": curve,
         }
 
     return work
 
 
-def evaluate_policy(preset: Preset, checkpoint: str):
+def scored(result, episodes) -> dict:
+    """A ``ConditionResult`` as stored, with every episode's success and length (in evaluation-seed order)."""
+    return {**asdict(result), "success": [int(ep.success) for ep in episodes], "steps": [ep.steps for ep in episodes]}
+
+
+def evaluate_policy(preset: Preset, checkpoint: str, video: bool = True):
     def work(folder: Path, resume: str | None) -> dict:
         policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
         env = {"image_size": preset.image_size, "paraphrases": "all"}
         results, episodes = evaluate(
             policy.as_agent(), env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("policy",),
-            record=8,
+            record=8 if video else 0, progress=False,
         )  # fmt: skip
-        write_video(episodes["policy"][:8], folder / "rollouts.gif")
-        return asdict(results["policy"])
+        if video:
+            write_video(episodes["policy"][:8], folder / "rollouts.gif")
+        return scored(results["policy"], episodes["policy"])
 
     return work
 
@@ -118,9 +179,22 @@ def evaluate_policy(preset: Preset, checkpoint: str):
 def evaluate_baselines(preset: Preset):
     def work(folder: Path, resume: str | None) -> dict:
         env = {"image_size": preset.image_size, "paraphrases": "all"}
-        results, _ = evaluate(
+        results, episodes = evaluate(
             None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=[n for n, _ in BASELINES]
         )
-        return {name: asdict(r) for name, r in results.items()}
+        return {name: scored(r, episodes[name]) for name, r in results.items()}
 
     return work
+
+
+def evaluate_run(preset: Preset, trained: dict, episodes: dict) -> list[dict]:
+    """A trained policy at every point of its learning curve (stages ``eval-step-<n>``, the last ``eval``, with a
+    video), on the same ``episodes``. Cheap stages: new evaluation settings reuse the trained checkpoints."""
+    points = []
+    for point in trained["curve"]:
+        last = point is trained["curve"][-1]
+        config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes}
+        work = evaluate_policy(preset, point["checkpoint"], video=last)
+        folder = Path(trained["checkpoint"]).parent
+        points.append(run_stage(folder, "eval" if last else f"eval-step-{point['step']}", config, work, cheap=True))
+    return points

@@ -5,7 +5,7 @@ A light face: ``import bridge`` imports no torch. The names below load their mod
 
 from __future__ import annotations
 
-import importlib
+from bridge.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -20,13 +20,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # found directly next time
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -7,7 +7,7 @@ world, which draws with :mod:`bridge.data.shapes`) imports neither Lightning nor
 
 from __future__ import annotations
 
-import importlib
+from bridge.lazy import lazy_attributes
 
 _LAZY = {
     "ImageDataModule": "datamodule",
@@ -27,13 +27,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # found directly next time
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()})

@@ -92,8 +92,11 @@ def replace_folder(tmp: Path, path: Path, kind: str) -> Path:
 
 
 def is_launching_process() -> bool:
-    """False in DDP's other ranks (``LOCAL_RANK``/``RANK`` > 0): they write into the folder their rank 0 holds."""
-    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0) == 0
+    """True only in the process that owns a run's folder: global rank 0. DDP's other processes (torchrun's
+    ``RANK`` > 0, Lightning's ``LOCAL_RANK`` or ``NODE_RANK`` > 0) write into the folder that one holds."""
+    if os.environ.get("RANK"):
+        return int(os.environ["RANK"]) == 0
+    return all(int(os.environ.get(var) or 0) == 0 for var in ("LOCAL_RANK", "NODE_RANK"))
 
 
 class FolderLock:

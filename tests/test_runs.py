@@ -86,9 +86,15 @@ def test_a_second_writer_is_refused_and_a_killed_one_releases_the_lock(tmp_path)
         pass
 
 
-def test_ddp_ranks_above_zero_do_not_lock(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "ranks",
+    [{"LOCAL_RANK": "1"}, {"NODE_RANK": "1"}, {"RANK": "1", "LOCAL_RANK": "0"}],
+    ids=["local", "node", "global"],
+)
+def test_only_global_rank_zero_locks(tmp_path, monkeypatch, ranks):
     with FolderLock(tmp_path, "run"):
-        monkeypatch.setenv("LOCAL_RANK", "1")
+        for name, value in ranks.items():  # torchrun on two nodes: LOCAL_RANK 0 on both, RANK tells them apart
+            monkeypatch.setenv(name, value)
         with FolderLock(tmp_path, "run"):
             pass
 

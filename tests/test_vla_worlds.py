@@ -188,8 +188,8 @@ def test_the_policy_reads_its_sizes_and_vocabulary_from_the_world(line):
     results, _ = evaluate(policy.as_agent(), {"discrete": False}, episodes=2, seeds=1, conditions=("policy",),
                           world=line, progress=False)  # fmt: skip
     assert results["policy"].episodes == 2
-    with pytest.raises(ValueError, match="discrete actions.*categorical head"):
-        Policy(PolicyConfig(world=line))
+    with pytest.raises(ValueError, match="discrete actions.*set head: categorical"):
+        Policy(PolicyConfig(world=line, head="bins"))
 
 
 def test_the_policy_config_imports_without_torch():

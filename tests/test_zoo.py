@@ -374,6 +374,7 @@ def test_unknown_name_is_a_bridge_error():
         ("resnet20", {}, ["layer1", "layer2", "layer3"]),
         ("resnet18", {}, ["layer1", "layer2", "layer3", "layer4"]),
         ("vit_tiny_patch16_224", dict(img_size=32, depth=3), ["blocks.0", "blocks.1", "blocks.2"]),
+        ("babyai_film_cnn", {}, ["blocks.0.branch.conv2", "blocks.1.branch.conv2"]),
         ("lenet5", {}, []),
         ("alexnet", {}, []),
         ("vgg11", {}, []),

@@ -61,8 +61,13 @@ class VLAPolicy(L.LightningModule):
         self.optimizer_factory = optimizer
         self.policy = Policy(config)
         self.monitor = ("val/success", "max") if rollout_episodes > 0 else ("val/loss", "min")
+        c = self.policy.config  # sizes and head resolved from the world
+        # Bins: how often the expert's bin is the top one; categorical: how often its action is.
         self.token_acc = torch.nn.ModuleDict(
-            {stage: MulticlassAccuracy(config.num_bins, average="micro") for stage in ("fit", "val")}
+            {
+                stage: MulticlassAccuracy(c.num_bins if c.head == "bins" else c.action_dim, average="micro")
+                for stage in ("fit", "val")
+            }
         )
         self.action_mae = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("fit", "val")})
 
@@ -97,6 +102,11 @@ class VLAPolicy(L.LightningModule):
             raise ConfigError(
                 f"the demo set has actions of {actions.size} and states of {obs.state_dim} dimensions, the policy "
                 f"{c.action_dim} and {c.state_dim}; set {arg}.action_dim: {actions.size} and state_dim: {obs.state_dim}"
+            )
+        if obs.n_obs_steps != c.n_obs_steps:
+            raise ConfigError(
+                f"the demo set serves the last {obs.n_obs_steps} frames but the policy takes {c.n_obs_steps}; "
+                f"set {arg}.n_obs_steps: {obs.n_obs_steps} (or collect demos with n_obs_steps={c.n_obs_steps})"
             )
         if datamodule.action_horizon < c.chunk_size:
             raise ConfigError(
@@ -161,11 +171,14 @@ class VLAPolicy(L.LightningModule):
         out = self.policy.compute_loss(batch)
         size, key = len(batch["task"]), "fit" if stage == "train" else stage  # "train" is taken in a ModuleDict
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=size, sync_dist=stage == "val")
-        self.action_mae[key](out.first_action, batch["action"][:, 0].float())
-        self.log(f"{stage}/action_mae", self.action_mae[key], batch_size=size)
+        categorical = self.config.head == "categorical"
+        if not categorical:  # a distance between action indices means nothing
+            self.action_mae[key](out.first_action, batch["action"][:, 0].float())
+            self.log(f"{stage}/action_mae", self.action_mae[key], batch_size=size)
         if out.logits is not None:
             self.token_acc[key](out.logits, out.labels)
-            self.log(f"{stage}/token_acc", self.token_acc[key], prog_bar=stage == "val", batch_size=size)
+            name = "action_acc" if categorical else "token_acc"
+            self.log(f"{stage}/{name}", self.token_acc[key], prog_bar=stage == "val", batch_size=size)
         return out
 
     def on_validation_epoch_end(self) -> None:

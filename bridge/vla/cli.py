@@ -157,12 +157,14 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
 
     told = f", {world.paraphrases} paraphrases" if "paraphrases" in world.options else ""
     table = Table(title=f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes{told}")
-    for column in ("condition", "success", "95% CI", "per seed", "steps to success"):
+    # "episode length" averages every episode (failures run to the step limit): the policy's against the expert's.
+    for column in ("condition", "success", "95% CI", "per seed", "steps to success", "episode length"):
         table.add_column(column, justify="left" if column == "condition" else "right")
     for r in results.values():
         steps = "-" if math.isnan(r.mean_steps_to_success) else f"{r.mean_steps_to_success:.1f}"
         per_seed = " ".join(f"{s:.0%}" for s in r.per_seed)
-        table.add_row(r.name, f"{r.success_rate:.1%}", f"{r.ci95[0]:.1%} - {r.ci95[1]:.1%}", per_seed, steps)
+        ci95 = f"{r.ci95[0]:.1%} - {r.ci95[1]:.1%}"
+        table.add_row(r.name, f"{r.success_rate:.1%}", ci95, per_seed, steps, f"{r.mean_steps:.1f}")
     console = Console()
     console.print(table)
     unknown = sorted({w for ep in next(iter(episodes.values())) for w in unknown_words(policy.text.tokenizer, ep.task)})
@@ -185,6 +187,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
                 "success_rate": r.success_rate, "successes": r.successes, "episodes": r.episodes, "ci95": list(r.ci95),
                 "per_seed": r.per_seed,
                 "mean_steps_to_success": None if math.isnan(r.mean_steps_to_success) else r.mean_steps_to_success,
+                "mean_steps": r.mean_steps,
             }
             for name, r in results.items()
         },
@@ -212,9 +215,10 @@ def _log_wandb(summary: dict, videos: dict[str, Path], out: Path, ckpt: Path) ->
         mode="offline" if wandb_offline() else "online",
         config={k: summary[k] for k in ("checkpoint", "world", "env", "seeds")},
     )  # fmt: skip
-    table = wandb.Table(columns=["condition", "success_rate", "ci95_low", "ci95_high", "mean_steps_to_success"])
+    columns = ["condition", "success_rate", "ci95_low", "ci95_high", "mean_steps_to_success", "mean_steps"]
+    table = wandb.Table(columns=columns)
     for name, r in summary["results"].items():
-        table.add_data(name, r["success_rate"], *r["ci95"], r["mean_steps_to_success"])
+        table.add_data(name, r["success_rate"], *r["ci95"], r["mean_steps_to_success"], r["mean_steps"])
         run.summary[f"eval/{name}/success"] = r["success_rate"]
     run.log(
         {"eval/results": table, **{f"eval/{name}/rollouts": wandb.Video(str(path)) for name, path in videos.items()}}

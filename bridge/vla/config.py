@@ -8,6 +8,8 @@ from typing import Any, Literal
 from bridge.errors import ConfigError
 from bridge.vla.worlds import get_world
 
+HEADS = ("bins", "continuous", "categorical")
+
 
 @dataclass
 class PolicyConfig:
@@ -22,11 +24,15 @@ class PolicyConfig:
     pretrained timm model's own or 0.5.
     Language: ``text_encoder`` None is a small BERT (``text_dim``, ``text_layers``) over a tokenizer trained
     on the instructions; otherwise a local folder or hub id of a pretrained ``transformers`` model.
-    Actions: ``head="bins"`` classifies each dimension into ``num_bins`` bins, against one-hot targets
-    (``bin_sigma=0``, RT-1) or Gaussians of ``bin_sigma`` bins (HL-Gauss); ``head="continuous"`` regresses
-    them with L1. Both predict ``chunk_size`` steps ahead (ACT's chunks).
+    Actions: in a world of continuous actions, ``head="bins"`` classifies each dimension into ``num_bins``
+    bins, against one-hot targets (``bin_sigma=0``, RT-1) or Gaussians of ``bin_sigma`` bins (HL-Gauss), and
+    ``head="continuous"`` regresses them with L1; in a world of discrete actions ``head="categorical"`` picks
+    one of its ``action_dim`` actions. None is the world's kind: bins or categorical. Every head predicts
+    ``chunk_size`` steps ahead (ACT's chunks).
     World: ``world`` names the world the policy acts in; its vocabulary trains the tokenizer, and
-    ``action_dim`` / ``state_dim`` (None: the world's) size the head and the state input. ``world_options``
+    ``action_dim`` / ``state_dim`` (None: the world's) size the head and the state input (for discrete
+    actions ``action_dim`` is their number). ``n_obs_steps`` (None: the world's) is how many of the last
+    frames the policy sees; each frame is encoded alone and its tokens tagged with its place in time. ``world_options``
     records the world's settings the policy was trained in (``fit`` fills it from the demo set), so that a
     saved policy is evaluated in the same world.
     """
@@ -35,6 +41,7 @@ class PolicyConfig:
     world_options: dict[str, Any] = field(default_factory=dict)
     action_dim: int | None = None
     state_dim: int | None = None
+    n_obs_steps: int | None = None
 
     encoder: str = "resnet20"
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +60,7 @@ class PolicyConfig:
     dim: int = 128
     depth: int = 2
     num_heads: int = 4
-    head: Literal["bins", "continuous"] = "bins"
+    head: Literal["bins", "continuous", "categorical"] | None = None
     num_bins: int = 256
     bin_sigma: float = 0.0
     chunk_size: int = 1
@@ -61,26 +68,30 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.conditioning not in ("film", "prefix", "both"):
             raise ConfigError(f"conditioning must be film, prefix or both, got {self.conditioning!r}")
-        if self.head not in ("bins", "continuous"):
-            raise ConfigError(f"head must be bins or continuous, got {self.head!r}")
+        if self.head not in (None, *HEADS):
+            raise ConfigError(f"head must be one of {', '.join(HEADS)} (or None: the world's kind), got {self.head!r}")
         if self.chunk_size < 1 or self.depth < 1:
             raise ConfigError("chunk_size and depth must be >= 1")
         if self.dim % 4:
             raise ConfigError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
 
     def with_world_sizes(self) -> PolicyConfig:
-        """This configuration with ``action_dim`` and ``state_dim`` read from its world where they are None."""
-        if self.action_dim is not None and self.state_dim is not None:
-            return self
+        """This configuration with the sizes and head left to the world (None) read from it, and checked against it."""
         world = get_world(self.world, **self.world_options)
-        if world.action_space.kind != "box":
+        actions, observation = world.action_space, world.observation
+        head = self.head or ("categorical" if actions.kind == "discrete" else "bins")
+        if (head == "categorical") != (actions.kind == "discrete"):
+            fix = "categorical" if actions.kind == "discrete" else "bins or continuous"
             raise ConfigError(
-                f"world {world.name} has {world.action_space.size} discrete actions, but the policy's heads "
-                "(bins, continuous) act in a continuous box; a categorical head is needed for this world"
+                f"world {world.name} has {actions.kind} actions, which head {head!r} cannot take; set head: {fix}"
             )
-        action_dim = world.action_space.size if self.action_dim is None else self.action_dim
-        state_dim = world.observation.state_dim if self.state_dim is None else self.state_dim
-        return replace(self, action_dim=action_dim, state_dim=state_dim)
+        return replace(
+            self,
+            head=head,
+            action_dim=actions.size if self.action_dim is None else self.action_dim,
+            state_dim=observation.state_dim if self.state_dim is None else self.state_dim,
+            n_obs_steps=observation.n_obs_steps if self.n_obs_steps is None else self.n_obs_steps,
+        )
 
 
 # Fields that only say where the first weights come from, what trains, how the loss is shaped, or which world

@@ -51,6 +51,7 @@ class ConditionResult:
     ci95: tuple[float, float]
     mean_steps_to_success: float  # NaN when nothing succeeded
     per_seed: list[float]  # success rate of each evaluation seed
+    mean_steps: float = math.nan  # the mean length of every episode, failures (cut at the step limit) included
 
     @property
     def success_rate(self) -> float:
@@ -59,7 +60,8 @@ class ConditionResult:
     def summary(self) -> str:
         low, high = self.ci95
         steps = "-" if math.isnan(self.mean_steps_to_success) else f"{self.mean_steps_to_success:.1f}"
-        return f"{self.name:>9}: {self.success_rate:6.1%} [{low:.1%}, {high:.1%}]  steps {steps}"
+        rate = f"{self.success_rate:6.1%} [{low:.1%}, {high:.1%}]"
+        return f"{self.name:>9}: {rate}  steps {steps}  length {self.mean_steps:.1f}"
 
 
 def summarise(name: str, episodes: list[Episode], groups: int) -> ConditionResult:
@@ -67,7 +69,9 @@ def summarise(name: str, episodes: list[Episode], groups: int) -> ConditionResul
     size = len(episodes) // groups
     per_seed = [sum(ep.success for ep in episodes[g * size : (g + 1) * size]) / size for g in range(groups)]
     steps = float(np.mean([ep.steps for ep in wins])) if wins else float("nan")
-    return ConditionResult(name, len(wins), len(episodes), wilson_interval(len(wins), len(episodes)), steps, per_seed)
+    length = float(np.mean([ep.steps for ep in episodes])) if episodes else float("nan")
+    ci95 = wilson_interval(len(wins), len(episodes))
+    return ConditionResult(name, len(wins), len(episodes), ci95, steps, per_seed, mean_steps=length)
 
 
 def eval_seeds(episodes: int, seeds: int, offset: int = World.eval_seed_offset) -> list[int]:

@@ -1,10 +1,12 @@
 """The policy: any zoo or timm encoder + an instruction encoder -> a Residual Transformer trunk -> actions.
 
 Image tokens (``encode()``: the last feature map or the patch tokens, plus the pooled vector) are projected
-to the trunk width with fixed 2-D sin-cos positions. The instruction conditions them by FiLM before every
-trunk block (zero-initialised: the identity at step 0, as in RT-1) and/or by joining the trunk as a
-prefix of tokens. ``chunk_size`` learned query tokens read the actions out: 256 bins per dimension with
-cross-entropy (RT-1, OpenVLA) or continuous values with L1 (ACT), for the next ``chunk_size`` steps.
+to the trunk width with fixed 2-D sin-cos positions; with a frame history each of the last k frames is
+encoded alone and its tokens carry a learned embedding of their place in time. The instruction conditions
+them by FiLM before every trunk block (zero-initialised: the identity at step 0, as in RT-1) and/or by
+joining the trunk as a prefix of tokens. ``chunk_size`` learned query tokens read the actions out, for the
+next ``chunk_size`` steps: 256 bins per dimension with cross-entropy (RT-1, OpenVLA), continuous values
+with L1 (ACT), or, in a world of discrete actions, one of them with cross-entropy.
 
 A policy saves to a folder (``config.json``, ``model.safetensors``, the tokenizer's files) with
 ``save_pretrained`` and loads from it with ``from_pretrained``, without Lightning (huggingface_hub's
@@ -40,13 +42,14 @@ TOKENIZER_FILE = "tokenizer.json"
 
 class LossOutput(NamedTuple):
     loss: Tensor
-    first_action: Tensor  # (B, action_dim) predicted first action of the chunk, in env units
-    logits: Tensor | None  # bins: (M, num_bins) over the valid (non-padded) targets
-    labels: Tensor | None  # bins: (M,) the expert's bins
+    first_action: Tensor  # predicted first action of the chunk: (B, action_dim) in env units, or (B,) indices
+    logits: Tensor | None  # bins, categorical: (M, classes) over the valid (non-padded) targets
+    labels: Tensor | None  # bins, categorical: (M,) the expert's bins or actions
 
 
 class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", "vla"]):
-    """Frames (B, H, W, 3) uint8, agent states (B, state_dim) and instructions -> actions; see the module docstring.
+    """Frames (B, H, W, 3) uint8, or (B, k, H, W, 3) with a frame history of k, agent states (B, state_dim) and
+    instructions -> actions; see the module docstring.
 
     Holds its own normalisation (buffers from the demo set's stats), so a checkpoint acts exactly as trained.
     ``tokenizer`` (a saved policy's) replaces the one trained on the world's instructions, and
@@ -73,6 +76,8 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         self.image_proj = nn.Linear(probe.dim, c.dim)
         self.pooled_proj = nn.Linear(probe.pooled_dim, c.dim)
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
+        # Which of the last k frames a token comes from (none for a single frame: old checkpoints load as they were).
+        self.frame_pos = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02) if c.n_obs_steps > 1 else None
         self.state_proj = nn.Linear(c.state_dim, c.dim) if c.state_dim else None
         self.text_proj = nn.Linear(self.text.dim, c.dim) if c.conditioning in ("prefix", "both") else None
         self.films = (
@@ -84,7 +89,7 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         out = c.action_dim * c.num_bins if c.head == "bins" else c.action_dim
         self.action_head = nn.Linear(c.dim, out)
 
-        self.action_norm = MinMaxNormalizer(c.action_dim)
+        self.action_norm = MinMaxNormalizer(c.action_dim) if c.head != "categorical" else None
         self.state_norm = MinMaxNormalizer(c.state_dim)
         self.bins = ActionBins(c.num_bins)
         self.encoder.requires_grad_(not c.freeze_encoder)
@@ -100,33 +105,38 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
 
     def set_stats(self, stats: dict) -> None:
         """Normalisation from a demo set's ``meta["stats"]`` (min/max of ``action`` and ``observation.state``)."""
-        self.action_norm.set_stats(stats["action"]["min"], stats["action"]["max"])
+        if self.action_norm is not None:  # discrete actions are indices: nothing to normalise
+            self.action_norm.set_stats(stats["action"]["min"], stats["action"]["max"])
         if self.config.state_dim:
             self.state_norm.set_stats(stats["observation.state"]["min"], stats["observation.state"]["max"])
 
     # -- forward -----------------------------------------------------------------------------------------
     def preprocess(self, images: Tensor) -> Tensor:
-        """(B, H, W, 3) uint8 frames -> normalised (B, 3, h, w) float, resized to ``input_size`` if set."""
-        s = self.config.image_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (s, s, 3):
+        """(B, H, W, 3) or, with a history of k, (B, k, H, W, 3) uint8 frames -> normalised (B * k, 3, h, w)
+        float, resized to ``input_size`` if set."""
+        s, k = self.config.image_size, self.config.n_obs_steps
+        expected = (s, s, 3) if k == 1 else (k, s, s, 3)
+        if tuple(images.shape[1:]) != expected:
+            history = f"the last {k} frames, " if k > 1 else ""
             raise ConfigError(
-                f"the policy takes frames (B, {s}, {s}, 3) uint8 (image_size={s}), got {tuple(images.shape)}; "
-                f"run the world with image_size={s} or build the policy for the world's size"
+                f"the policy takes {history}frames (B, {', '.join(map(str, expected))}) uint8 (image_size={s}, "
+                f"n_obs_steps={k}), got {tuple(images.shape)}; run the world with the policy's image_size and "
+                "n_obs_steps, or build the policy for the world's"
             )
         if images.dtype != torch.uint8:  # float frames in [0, 1] would pass for an almost black frame
             raise ConfigError(
                 f"the policy takes frames as uint8 values 0-255, got {images.dtype}; convert frames in [0, 1] with "
                 "(frames * 255).round().to(torch.uint8)"
             )
-        x = images.permute(0, 3, 1, 2).float() / 255
+        x = images.reshape(-1, s, s, 3).permute(0, 3, 1, 2).float() / 255
         if self.config.input_size is not None and self.config.input_size != s:
             x = F.interpolate(x, size=self.config.input_size, mode="bilinear", antialias=True, align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: Tensor, states: Tensor, tasks: list[str]) -> Tensor:
-        """Head outputs for the next ``chunk_size`` steps: logits (B, k, action_dim, num_bins) or actions
-        (B, k, action_dim) in [-1, 1]."""
-        c, b = self.config, images.shape[0]
+        """Head outputs for the next ``chunk_size`` steps: logits (B, chunk, action_dim, num_bins), actions
+        (B, chunk, action_dim) in [-1, 1], or logits over the discrete actions (B, chunk, action_dim)."""
+        c, b, k = self.config, images.shape[0], self.config.n_obs_steps
         if len(tasks) != b:
             raise ConfigError(f"got {len(tasks)} instructions for {b} frames")
         text = self.text(tasks)
@@ -134,14 +144,14 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         films = len(self.encoder_films) > 0
         with (
             torch.set_grad_enabled(torch.is_grad_enabled() and (not c.freeze_encoder or films)),
-            self.encoder_films.conditioned(text.pooled if films else None),
+            self.encoder_films.conditioned(text.pooled.repeat_interleave(k, 0) if films else None),
         ):
-            visual = self.encoder.encode(self.preprocess(images))
-        tokens = [
-            self.pooled_proj(visual.pooled)[:, None],
-            self.image_proj(visual.tokens) + self.image_pos,
-            self.queries.expand(b, -1, -1),
-        ]
+            visual = self.encoder.encode(self.preprocess(images))  # the k frames of a sample are consecutive
+        pooled = self.pooled_proj(visual.pooled).view(b, k, c.dim)
+        image = (self.image_proj(visual.tokens) + self.image_pos).view(b, k, -1, c.dim)
+        if self.frame_pos is not None:
+            pooled, image = pooled + self.frame_pos, image + self.frame_pos[:, None]
+        tokens = [pooled, image.flatten(1, 2), self.queries.expand(b, -1, -1)]
         if self.state_proj is not None:
             tokens.insert(0, self.state_proj(self.state_norm.normalize(states.float()))[:, None])
         if self.text_proj is not None:
@@ -164,10 +174,15 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
                 f"the data serves {batch['action'].shape[1]} actions per frame but chunk_size={k}; "
                 f"set the data module's action_horizon >= {k}"
             )
-        expert = batch["action"][:, :k].float()
-        target = self.action_norm.normalize(expert)
         valid = ~batch["action_is_pad"][:, :k]  # (B, k)
         out = self(batch["observation.image"], batch["observation.state"], list(batch["task"]))
+        if self.config.head == "categorical":
+            labels = batch["action"][:, :k].long()
+            ce = F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none").view_as(valid)
+            loss = (ce * valid).sum() / valid.sum().clamp_min(1)
+            keep = valid.flatten()
+            return LossOutput(loss, out[:, 0].argmax(-1), out.flatten(0, 1)[keep], labels.flatten()[keep])
+        target = self.action_norm.normalize(batch["action"][:, :k].float())
         weights = valid[..., None].expand_as(target).float()
         if self.config.head == "bins":
             labels = self.bins.encode(target)
@@ -184,15 +199,18 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
 
     @torch.no_grad()
     def predict(self, images: Tensor, states: Tensor, tasks: list[str]) -> Tensor:
-        """Actions for the next ``chunk_size`` steps (B, k, action_dim) in env units, inside the action space."""
+        """Actions for the next ``chunk_size`` steps: (B, k, action_dim) in env units inside the action space, or
+        (B, k) action indices in a world of discrete actions (the most likely one)."""
         if states.numel() and not torch.isfinite(states).all():  # here, not in forward: no sync per training step
             raise ConfigError("the agent states hold NaN or inf values; pass the world's observation.state as it is")
         out = self(images, states, tasks)
+        if self.config.head == "categorical":
+            return out.argmax(-1)
         actions = self.bins.decode(out.argmax(-1)) if self.config.head == "bins" else out.clamp(-1, 1)
         return self.action_norm.unnormalize(actions).clamp(-1, 1)
 
     def as_agent(self):
-        """This policy as an evaluation agent ``(observations, info) -> actions (n, action_dim)``.
+        """This policy as an evaluation agent ``(observations, info) -> actions (n, action_dim)`` (or (n,) indices).
 
         Receding horizon: of each predicted chunk only the first action is executed, and the policy is
         queried again on the next frame.

@@ -18,7 +18,8 @@ from bridge.vla.world import World
 W = TypeVar("W", bound=type[World])
 
 _WORLDS: dict[str, type[World]] = {}
-BUILTIN: dict[str, str] = {"reach": "bridge.vla.reach"}  # family -> module, imported when first asked for
+# family -> module, imported when first asked for
+BUILTIN: dict[str, str] = {"reach": "bridge.vla.reach", "babyai": "bridge.vla.babyai"}
 
 
 def register_world(family: str) -> Callable[[W], W]:

@@ -1,0 +1,161 @@
+"""Discrete actions and frame history: the categorical head, and a task only a policy with memory can solve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from bridge.errors import ConfigError
+from bridge.vla.config import PolicyConfig, config_mismatch
+from bridge.vla.demos import DemoFrames, collect_demos
+from bridge.vla.evaluate import evaluate
+from bridge.vla.policy import Policy
+from bridge.vla.spaces import ActionSpace, ObservationSpec
+from bridge.vla.world import World
+from bridge.vla.worlds import register_world
+
+COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
+
+
+class RecallEnv(gym.Env):
+    """Each step shows one of three colours; the right action is the colour shown one step *before*.
+
+    A policy that sees only the current frame is right by chance (1/3 per step); one that sees the last
+    two frames can be right every time. Success: every action of the episode right.
+    """
+
+    def __init__(self, size: int, length: int) -> None:
+        self.size, self.length = size, length
+        self.action_space = gym.spaces.Discrete(3)
+        self.observation_space = gym.spaces.Dict(
+            {"image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8), "task": gym.spaces.Text(32)}
+        )
+
+    def _obs(self) -> dict:
+        return {"image": np.broadcast_to(COLOURS[self.shown[-1]], (self.size, self.size, 3)).copy(), "task": "recall"}
+
+    def _info(self) -> dict:
+        return {"answer": self.shown[-2] if len(self.shown) > 1 else self.shown[-1]}
+
+    def reset(self, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        self.shown, self.right = [int(self.np_random.integers(3))], True
+        return self._obs(), self._info()
+
+    def step(self, action):
+        self.right &= int(action) == self._info()["answer"]
+        self.shown.append(int(self.np_random.integers(3)))
+        done = len(self.shown) > self.length
+        return self._obs(), float(done and self.right), done and self.right, done and not self.right, self._info()
+
+
+class RecallExpert:
+    def __call__(self, obs: dict, info: dict) -> np.ndarray:
+        return np.asarray(info["answer"], dtype=np.int64)
+
+    label = __call__
+
+    def describe(self) -> dict:
+        return {"name": "recall"}
+
+
+@register_world("recall")
+@dataclass(frozen=True)
+class Recall(World):
+    image_size: int = 8
+    n_obs_steps: int = 1
+    length: int = 4
+
+    @property
+    def observation(self) -> ObservationSpec:
+        return ObservationSpec(self.image_size, 0, self.n_obs_steps)
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return ActionSpace.discrete(3)
+
+    @property
+    def max_steps(self) -> int:
+        return self.length
+
+    def make(self, render_mode: str | None = "rgb_array") -> gym.Env:
+        return RecallEnv(self.image_size, self.length)
+
+    def expert(self, seed: int = 0, noise: float | None = None) -> RecallExpert:
+        return RecallExpert()
+
+    def instructions(self, split="all") -> list[str]:
+        return ["recall"]
+
+
+TINY = dict(
+    encoder="resnet20", encoder_kwargs={"stem": "cifar", "layers": [1], "widths": [8]}, image_size=8,
+    text_dim=16, text_layers=1, dim=32, depth=1, num_heads=2, conditioning="prefix",
+)  # fmt: skip
+
+
+def policy_for(k: int, **overrides) -> Policy:
+    torch.manual_seed(0)
+    return Policy(PolicyConfig(world="recall", world_options={"n_obs_steps": k}, **{**TINY, **overrides}))
+
+
+def test_a_discrete_world_gets_the_categorical_head_and_refuses_the_others():
+    c = PolicyConfig(world="recall", **TINY).with_world_sizes()
+    assert (c.head, c.action_dim, c.n_obs_steps) == ("categorical", 3, 1)
+    assert PolicyConfig(**TINY).with_world_sizes().head == "bins"  # reach: continuous actions
+    with pytest.raises(ConfigError, match="set head: categorical"):
+        PolicyConfig(world="recall", head="bins", **TINY).with_world_sizes()
+    with pytest.raises(ConfigError, match="set head: bins or continuous"):
+        PolicyConfig(head="categorical", **TINY).with_world_sizes()
+    # A checkpoint whose head was left to the world matches the same head named explicitly, not another one.
+    assert config_mismatch(vars(PolicyConfig(**TINY)), vars(PolicyConfig(head="bins", **TINY))) == []
+    assert config_mismatch(vars(PolicyConfig(**TINY)), vars(PolicyConfig(head="continuous", **TINY)))
+
+
+def test_history_shapes_and_the_error_for_a_missing_history():
+    policy = policy_for(3, chunk_size=2).eval()
+    images = torch.zeros(5, 3, 8, 8, 3, dtype=torch.uint8)
+    assert policy(images, torch.zeros(5, 0), ["recall"] * 5).shape == (5, 2, 3)  # logits over 3 actions
+    actions = policy.predict(images, torch.zeros(5, 0), ["recall"] * 5)
+    assert actions.shape == (5, 2) and actions.dtype == torch.int64
+    with pytest.raises(ConfigError, match=r"the last 3 frames, frames \(B, 3, 8, 8, 3\)"):
+        policy(images[:, 0], torch.zeros(5, 0), ["recall"] * 5)
+    # Each frame of the history changes the output: none is dropped on the way to the trunk.
+    base = policy(images, torch.zeros(5, 0), ["recall"] * 5)
+    for t in range(3):
+        changed = images.clone()
+        changed[:, t] = 255
+        assert not torch.allclose(policy(changed, torch.zeros(5, 0), ["recall"] * 5), base)
+
+
+def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:
+    batch = torch.utils.data.default_collate([data[i] for i in range(len(data))])  # all of it, as one batch
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = policy.compute_loss(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy.eval()
+
+
+def test_only_a_policy_with_memory_solves_recall():
+    """Trained on the same expert demos, the k=2 policy succeeds in closed loop and the k=1 one cannot."""
+    rates = {}
+    for k in (1, 2):
+        dataset, meta = collect_demos(24, {"n_obs_steps": k}, world="recall", progress=False)
+        assert dataset.features["action"].dtype == "int64" and meta["observation"]["n_obs_steps"] == k
+        data = DemoFrames(dataset, 1, ActionSpace.discrete(3), n_obs_steps=k)
+        policy = train(policy_for(k), data)
+        results, _ = evaluate(
+            policy.as_agent(), {"n_obs_steps": k}, episodes=40, seeds=1, conditions=("policy", "expert", "random"),
+            progress=False, world="recall",
+        )  # fmt: skip
+        rates[k] = results["policy"].success_rate
+        assert results["expert"].success_rate == 1.0
+    assert rates[2] >= 0.9, rates
+    assert rates[1] <= 0.3, rates  # 4 steps right by chance: (1/3)^3 once the first frame is guessed

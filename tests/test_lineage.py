@@ -106,7 +106,8 @@ def test_report_json_holds_every_run_point_and_verdict(run):
     assert data["schema"] == 1 and data["preset"] == "tiny" and data["seeds"] == SEEDS
     assert data["settings"]["steps"] == 4 and data["settings"]["seeds"] == 2
     env = data["environment"]
-    assert env["threads"] >= 1 and env["packages"]["torch"] == torch.__version__ and "git_commit" in env
+    assert env["packages"]["torch"] == torch.__version__ and "git_commit" in env
+    assert env["side_by_side"] == 2 and env["threads"] == 1  # the tiny preset's runs: two at a time, one thread each
     assert [a["label"] for a in data["arms"]] == ARMS
     for arm in data["arms"]:
         assert set(arm["success"]) == {"mean", "low", "high"}
@@ -149,7 +150,7 @@ def test_a_seed_repeats_exactly_and_another_seed_differs(run, tmp_path):
     out = cwd / "out"
     preset = replace(PRESETS["tiny"], image_size=32, episodes=20, steps=4, batch_size=16, seeds=2)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the pipeline ran (OMP_NUM_THREADS=1): sums in another order round otherwise
+    torch.set_num_threads(1)  # as the pipeline ran it (one thread per run): sums in another order round otherwise
     try:
         arm = Arm("ResNet scratch", *RESNET, "scratch")
         work = train_policy(arm, preset, 1, out / "demos", None, "test", {"logger": False})
@@ -199,6 +200,17 @@ def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
     # pretraining and training are reused; every evaluation runs anew
     assert result.stdout.count("done before") == 2 * len(SEEDS) + len(ARMS) * len(SEEDS)
     assert "same 3 episodes" in (cwd / "out" / "report.md").read_text()
+
+
+def test_runs_go_side_by_side_only_where_each_trainer_is_one_process(monkeypatch):
+    from recipes.lineage import single_process
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert single_process({"accelerator": "cpu", "devices": 1}) and single_process({"devices": "1"})
+    assert not single_process({"devices": 2}) and not single_process({"strategy": "ddp", "devices": 1})
+    assert not single_process({"devices": 1, "num_nodes": 2})
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a rank that torchrun started
+    assert not single_process({"devices": 1})
 
 
 def test_arms_trains_only_the_policies_asked_for():

@@ -13,24 +13,27 @@
 
 Every stage is resumable (see recipes/stages.py): rerun the same command after an interruption. The budgets
 and arms are in presets.py, the work of each stage in stages.py, the statistics in results.py, the report in
-report.py.
+report.py; pool.py runs stages side by side (``--parallel``, the tiny preset's 2), one thread each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from bridge.runs import FolderLock
 from recipes import kit
+from recipes.lineage.pool import stage_pool
 from recipes.lineage.presets import LR, PRESETS, RESNET, TRUNK, arms, cached_timm_weights, vit
 from recipes.lineage.report import curves_chart, log_report, report, success_chart
 from recipes.lineage.results import comparisons, curve, report_json
-from recipes.lineage.stages import evaluate_baselines, evaluate_run, pretrain, train_policy
+from recipes.lineage.stages import demos, evaluate_baselines, evaluate_run, pretrain, train_policy
 from recipes.stages import claim_folder, run_stage, write_json
 
 
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-seeds", type=PositiveInt)
     parser.add_argument("--image-size", type=int, help="the world's frames (64 by default)")
     parser.add_argument("--batch-size", type=PositiveInt)
+    parser.add_argument(
+        "--parallel", type=PositiveInt, help="training runs side by side, one torch thread each (tiny: 2, else 1)"
+    )
     parser.add_argument("--timm", help="the timm encoder, e.g. timm:resnet18 (weights used when in the HF cache)")
     parser.add_argument("--timm-weights", help="a weights file for the timm encoder")
     parser.add_argument("--vit-weights", help="timm ViT-Tiny weights: adds a 'ViT-Tiny timm weights' policy")
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval_seeds": args.eval_seeds, "image_size": args.image_size, "batch_size": args.batch_size,
         "timm": args.timm, "pretrain_vit": args.vit_pretraining, "seeds": args.seeds,
         "curve_points": args.curve_points, "arms": tuple(args.arms) if args.arms else None,
+        "parallel": args.parallel,
     }  # fmt: skip
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     known = [arm.label for arm in arms(replace(preset, arms=()), args.vit_weights, None)]
@@ -90,56 +97,65 @@ def main(argv: list[str] | None = None) -> None:
         group = f"lineage-{args.preset}"
         timm_weights = args.timm_weights or cached_timm_weights(preset.timm)
         started = time.perf_counter()
-
         seeds = list(range(args.seed, args.seed + preset.seeds))
+        # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer
+        # spans processes itself (DDP: every rank must run every stage, in step).
+        processes = preset.parallel if single_process(args.trainer_config) else 1
 
-        # 1. Pretraining, once per seed: the ResNet, and the ViT when the preset asks for it (AdamW; the ViT wants
-        #    a lower rate). Seed s's policies start from seed s's backbone, so pretraining's spread is counted too.
-        shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
-                  "batch_size": preset.batch_size, "trainer": args.trainer_config}  # fmt: skip
-        compared = arms(preset, args.vit_weights, timm_weights)
-        backbones = {"pretrain-resnet": (RESNET, 2e-3)}
-        if preset.pretrain_vit:
-            backbones["pretrain-vit"] = (vit(preset.image_size, preset.vit_width), 1e-3)
-        backbones = {stage: b for stage, b in backbones.items() if any(arm.weights == stage for arm in compared)}
-        pretrained = {
-            (stage, seed): run_stage(
-                out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
-                pretrain(model, preset, lr, seed, group, args.trainer),
-            )
-            for seed in seeds
-            for stage, (model, lr) in backbones.items()
-        }  # fmt: skip
+        with stage_pool(processes) as pool:
+            # 1. Pretraining, once per seed: the ResNet, and the ViT when the preset asks for it (AdamW; the ViT
+            #    wants a lower rate). Seed s's policies start from seed s's backbone, so pretraining's spread is
+            #    counted too.
+            shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
+                      "batch_size": preset.batch_size, "trainer": args.trainer_config}  # fmt: skip
+            compared = arms(preset, args.vit_weights, timm_weights)
+            backbones = {"pretrain-resnet": (RESNET, 2e-3)}
+            if preset.pretrain_vit:
+                backbones["pretrain-vit"] = (vit(preset.image_size, preset.vit_width), 1e-3)
+            backbones = {stage: b for stage, b in backbones.items() if any(arm.weights == stage for arm in compared)}
+            pretraining = {
+                (stage, seed): pool.submit(
+                    run_stage, out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
+                    pretrain(model, preset, lr, seed, group, args.trainer),
+                )
+                for seed in seeds
+                for stage, (model, lr) in backbones.items()
+            }  # fmt: skip
 
-        # 2. One policy per encoder and seed: same demonstrations, trunk, head, optimiser and steps.
-        demos = out / "demos"
-        recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
-                  "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "curve_points": preset.curve_points,
-                  "trainer": args.trainer_config}  # fmt: skip
-        trained = []
-        for arm in compared:
-            for seed in seeds:
-                backbone = pretrained.get((arm.weights, seed))
-                weights = backbone["checkpoint"] if backbone else arm.weights
-                folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
-                config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
-                work = train_policy(arm, preset, seed, demos, weights, group, args.trainer)
-                trained.append((arm, seed, run_stage(out, folder, config, work)))
-        if not kit.is_global_zero():
-            return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer is finished
+            # 2. One policy per encoder and seed: same demonstrations, trunk, head, optimiser and steps. The
+            #    demonstrations are collected here first, so that no two runs collect them at once.
+            path = out / "demos"
+            if kit.is_global_zero():
+                demos(preset, path).prepare_data()
+            recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
+                      "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "curve_points": preset.curve_points,
+                      "trainer": args.trainer_config}  # fmt: skip
+            training = {}
+            for arm in sorted(compared, key=lambda a: a.weights in backbones):  # scratch runs fill the pool first
+                for seed in seeds:
+                    backbone = pretraining.get((arm.weights, seed))
+                    weights = backbone.result()["checkpoint"] if backbone else arm.weights  # waits for it
+                    folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
+                    config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
+                    work = train_policy(arm, preset, seed, path, weights, group, args.trainer)
+                    training[arm.label, seed] = pool.submit(run_stage, out, folder, config, work)
+            pretrained = {key: future.result() for key, future in pretraining.items()}
+            trained = [(arm, seed, training[arm.label, seed].result()) for arm in compared for seed in seeds]
+            if not kit.is_global_zero():
+                return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer
 
-        # 3. Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
-        #    expert and random actions.
-        episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
-        runs: dict[str, list[dict]] = {}
-        for arm, seed, result in trained:
-            points = evaluate_run(preset, result, episodes)
-            runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": points})
-        baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
+            # 3. Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
+            #    expert and random actions.
+            episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
+            evaluations = [pool.submit(evaluate_run, preset, result, episodes) for _, _, result in trained]
+            runs: dict[str, list[dict]] = {}
+            for (arm, seed, result), points in zip(trained, evaluations):
+                runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": points.result()})
+            baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
 
         # 4. Statistics (bootstrap intervals over seeds and episodes, paired verdicts) and the report.
         verdicts = comparisons(runs, preset.timm.removeprefix("timm:"))
-        data = report_json(args.preset, asdict(preset), seeds, compared, runs, baselines, verdicts)
+        data = report_json(args.preset, asdict(preset), seeds, compared, runs, baselines, verdicts, processes)
         write_json(out / "report.json", data)
         text = report(args.preset, data, runs, baselines, pretrained)
         (out / "report.md").write_text(text)
@@ -151,3 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         minutes = (time.perf_counter() - started) / 60
         print(f"report: {out / 'report.md'}, {out / 'report.json'}  figures: {figures['success']}, "
               f"{figures['curves']}  ({minutes:.1f} min)")  # fmt: skip
+
+
+def single_process(trainer: dict) -> bool:
+    """Whether every Trainer of these ``--trainer.*`` settings stays in this one process: no DDP over devices or
+    nodes (``devices`` left to "auto" spans every GPU), and no launcher (torchrun) started this one as a rank."""
+    devices = trainer.get("devices", "auto" if torch.cuda.device_count() > 1 else 1)
+    spans = devices not in (1, "1") or trainer.get("num_nodes", 1) != 1 or "strategy" in trainer
+    return not spans and "WORLD_SIZE" not in os.environ

@@ -35,6 +35,12 @@ def baseline_cell(result: dict) -> str:
     return percent(result["ci95"][0], rate(result), result["ci95"][1])
 
 
+def threads(env: dict) -> str:
+    if env.get("side_by_side", 1) > 1:
+        return f"{env['side_by_side']} runs side by side with 1 thread each"
+    return f"{env['threads']} threads"
+
+
 def mean_of(runs: list[dict], key: str) -> float:
     return float(np.mean([run["train"][key] for run in runs]))
 
@@ -70,7 +76,7 @@ episodes with its 95% stratified-bootstrap interval (seeds and episodes resample
 so theirs is a Wilson interval over the episodes. Params and MACs are the encoder's, on one frame; train s and
 images/s are per training run; action MAE is the validation error of the first predicted action, in action units.
 Measured on {env["machine"]} ({env["processor"] or env["system"]}{", " + env["cuda"] if env["cuda"] else ""}),
-{env["threads"]} threads, torch {env["packages"]["torch"]}, commit {(env["git_commit"] or "unknown")[:12]}.
+{threads(env)}, torch {env["packages"]["torch"]}, commit {(env["git_commit"] or "unknown")[:12]}.
 
 {markdown_table(header, table)}
 Paired comparisons: the difference of mean success on the same episodes, seed i of A against seed i of B, with its

@@ -70,8 +70,9 @@ def cpu_name() -> str | None:
     return platform.processor() or None
 
 
-def environment() -> dict:
-    """What the numbers depend on besides the command: packages, threads, machine, commit."""
+def environment(processes: int = 1) -> dict:
+    """What the numbers depend on besides the command: packages, threads, machine, commit. ``processes``: how many
+    training runs went side by side, each with one thread (1: one at a time, with all of torch's threads)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -89,7 +90,8 @@ def environment() -> dict:
     except OSError:  # no git on the machine
         commit = None
     return {
-        "packages": versions, "threads": torch.get_num_threads(), "git_commit": commit,
+        "packages": versions, "threads": 1 if processes > 1 else torch.get_num_threads(),
+        "side_by_side": processes, "git_commit": commit,
         "machine": platform.machine(), "processor": cpu_name(), "system": platform.system(),
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -104,6 +106,7 @@ def report_json(
     runs: dict[str, list[dict]],
     baselines: dict,
     verdicts: list[Comparison],
+    processes: int = 1,
 ) -> dict:
     """Everything report.md says, as data: per arm, seed and curve point the raw counts; the verdicts; the setting."""
     entries = []
@@ -128,7 +131,7 @@ def report_json(
         "preset": preset_name,
         "settings": settings,
         "seeds": seeds,
-        "environment": environment(),
+        "environment": environment(processes),
         "arms": entries,
         "baselines": {
             name: {"successes": r["successes"], "episodes": r["episodes"], "success": r["success"]}

@@ -82,78 +82,87 @@ class Demos(DemoDataModule):
             save_demos(dataset, meta, self.path)
 
 
+def demos(preset: Preset, path: Path, seed: int = DATA_SEED) -> Demos:
+    """The demonstrations at ``path`` (collected by ``prepare_data()`` when absent), split by ``seed``."""
+    return Demos(str(path), episodes=preset.episodes, env={"image_size": preset.image_size}, seed=seed,
+                 batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
+
+
+# Each stage's work is a module-level function bound with functools.partial, not a closure, so that a stage
+# pickles into another process (pool.py runs stages side by side).
 def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, group: str, given: dict):
     """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
+    return functools.partial(_pretrain, model, preset, lr, seed, group, given)
 
-    def work(folder: Path, resume: str | None) -> dict:
-        L.seed_everything(seed, verbose=False)
-        name, kwargs = model
-        module = ImageClassifier(
-            name, num_classes=12, model_kwargs=kwargs, optimizer=functools.partial(torch.optim.AdamW, lr=lr,
-            weight_decay=0.05), lr_schedule="cosine", warmup_steps=50, label_smoothing=0.1,
-        )  # fmt: skip
-        data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
-                               shapes_per_split=preset.shapes, seed=DATA_SEED,
-                               num_workers=preset.num_workers)  # fmt: skip
-        t = trainer(folder, f"pretrain {name} seed {seed}", group, given, max_epochs=preset.pretrain_epochs)
-        t.fit(module, data, ckpt_path=resume)
-        seconds = train_seconds(t)
-        accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
-        t.save_checkpoint(folder / "classifier.ckpt")
-        kit.finish(t)
-        print(f"{name} on shapes: validation accuracy {accuracy:.1%} in {seconds:.0f} s", flush=True)
-        return {"model": name, "checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
 
-    return work
+def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: dict, folder: Path, resume) -> dict:
+    L.seed_everything(seed, verbose=False)
+    name, kwargs = model
+    module = ImageClassifier(
+        name, num_classes=12, model_kwargs=kwargs, optimizer=functools.partial(torch.optim.AdamW, lr=lr,
+        weight_decay=0.05), lr_schedule="cosine", warmup_steps=50, label_smoothing=0.1,
+    )  # fmt: skip
+    data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
+                           shapes_per_split=preset.shapes, seed=DATA_SEED,
+                           num_workers=preset.num_workers)  # fmt: skip
+    t = trainer(folder, f"pretrain {name} seed {seed}", group, given, max_epochs=preset.pretrain_epochs)
+    t.fit(module, data, ckpt_path=resume)
+    seconds = train_seconds(t)
+    accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
+    t.save_checkpoint(folder / "classifier.ckpt")
+    kit.finish(t)
+    print(f"{name} on shapes: validation accuracy {accuracy:.1%} in {seconds:.0f} s", flush=True)
+    return {"model": name, "checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
 
 
 def train_policy(arm: Arm, preset: Preset, seed: int, demos: Path, weights: str | None, group: str, given: dict):
     """One policy; besides ``policy.ckpt`` it leaves a checkpoint at every learning-curve point (see SaveAt)."""
+    return functools.partial(_train_policy, arm, preset, seed, demos, weights, group, given)
 
-    def work(folder: Path, resume: str | None) -> dict:
-        L.seed_everything(seed, verbose=False)
-        config = PolicyConfig(
-            encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
-            image_size=preset.image_size, **TRUNK,
-        )  # fmt: skip
-        module = VLAPolicy(
-            config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
-            warmup_steps=min(WARMUP, preset.steps // 10),
-        )  # fmt: skip
-        data = Demos(str(demos), episodes=preset.episodes, env={"image_size": preset.image_size}, seed=seed,
-                     batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
-        points = curve_steps(preset.steps, preset.curve_points)
-        t = trainer(folder, f"{arm.label} seed {seed}", group, given, max_steps=preset.steps, gradient_clip_val=1.0)
-        t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
-        t.fit(module, data, ckpt_path=resume)
-        seconds = train_seconds(t)
-        validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
-        action_mae = validated[0]["val/action_mae"] if validated else math.nan
-        t.save_checkpoint(folder / "policy.ckpt")
-        kit.finish(t)
-        frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
-        frames = t.global_step * frames_per_step
-        curve = [
-            {"step": s, "checkpoint": str(folder / "curve" / f"step-{s}.ckpt"),
-             "seconds": json.loads((folder / "curve" / f"step-{s}.json").read_text())["seconds"]}
-            for s in points[:-1]
-        ] + [{"step": t.global_step, "checkpoint": str(folder / "policy.ckpt"), "seconds": seconds}]  # fmt: skip
-        encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
-        frame = torch.zeros(1, 3, preset.image_size, preset.image_size, device=module.device)
-        return {
-            "checkpoint": str(folder / "policy.ckpt"),
-            "step": t.global_step,
-            "encoder_params": sum(p.numel() for p in encoder.parameters()),
-            "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
-            "encoder_macs": count_macs(encoder, frame),
-            "train_seconds": seconds,
-            "images_per_second": frames / seconds if seconds > 0 else math.nan,  # 0 s: a checkpoint without a Timer
-            "val_action_mae": action_mae,
-            "frames_per_step": frames_per_step,
-            "curve": curve,
-        }
 
-    return work
+def _train_policy(
+    arm: Arm, preset: Preset, seed: int, path: Path, weights: str | None, group: str, given: dict, folder: Path, resume
+) -> dict:
+    L.seed_everything(seed, verbose=False)
+    config = PolicyConfig(
+        encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
+        image_size=preset.image_size, **TRUNK,
+    )  # fmt: skip
+    module = VLAPolicy(
+        config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
+        warmup_steps=min(WARMUP, preset.steps // 10),
+    )  # fmt: skip
+    data = demos(preset, path, seed)
+    points = curve_steps(preset.steps, preset.curve_points)
+    t = trainer(folder, f"{arm.label} seed {seed}", group, given, max_steps=preset.steps, gradient_clip_val=1.0)
+    t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
+    t.fit(module, data, ckpt_path=resume)
+    seconds = train_seconds(t)
+    validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
+    action_mae = validated[0]["val/action_mae"] if validated else math.nan
+    t.save_checkpoint(folder / "policy.ckpt")
+    kit.finish(t)
+    frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
+    frames = t.global_step * frames_per_step
+    curve = [
+        {"step": s, "checkpoint": str(folder / "curve" / f"step-{s}.ckpt"),
+         "seconds": json.loads((folder / "curve" / f"step-{s}.json").read_text())["seconds"]}
+        for s in points[:-1]
+    ] + [{"step": t.global_step, "checkpoint": str(folder / "policy.ckpt"), "seconds": seconds}]  # fmt: skip
+    encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
+    frame = torch.zeros(1, 3, preset.image_size, preset.image_size, device=module.device)
+    return {
+        "checkpoint": str(folder / "policy.ckpt"),
+        "step": t.global_step,
+        "encoder_params": sum(p.numel() for p in encoder.parameters()),
+        "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "encoder_macs": count_macs(encoder, frame),
+        "train_seconds": seconds,
+        "images_per_second": frames / seconds if seconds > 0 else math.nan,  # 0 s: a checkpoint without a Timer
+        "val_action_mae": action_mae,
+        "frames_per_step": frames_per_step,
+        "curve": curve,
+    }
 
 
 def scored(result, episodes) -> dict:
@@ -161,40 +170,45 @@ def scored(result, episodes) -> dict:
     return {**asdict(result), "success": [int(ep.success) for ep in episodes], "steps": [ep.steps for ep in episodes]}
 
 
-def evaluate_policy(preset: Preset, checkpoint: str, video: bool = True):
-    def work(folder: Path, resume: str | None) -> dict:
-        policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
-        env = {"image_size": preset.image_size, "paraphrases": "all"}
-        results, episodes = evaluate(
-            policy.as_agent(), env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=("policy",),
-            record=8 if video else 0, progress=False,
-        )  # fmt: skip
-        if video:
-            write_video(episodes["policy"][:8], folder / "rollouts.gif")
-        return scored(results["policy"], episodes["policy"])
+def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool = True):
+    """``episodes`` per evaluation seed: the first ones of the same scenes whatever the number."""
+    return functools.partial(_evaluate_policy, preset, checkpoint, episodes, video)
 
-    return work
+
+def _evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool, folder: Path, resume) -> dict:
+    policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    env = {"image_size": preset.image_size, "paraphrases": "all"}
+    results, episodes = evaluate(
+        policy.as_agent(), env, episodes=episodes, seeds=preset.eval_seeds, conditions=("policy",),
+        record=8 if video else 0, progress=False,
+    )  # fmt: skip
+    if video:
+        write_video(episodes["policy"][:8], folder / "rollouts.gif")
+    return scored(results["policy"], episodes["policy"])
 
 
 def evaluate_baselines(preset: Preset):
-    def work(folder: Path, resume: str | None) -> dict:
-        env = {"image_size": preset.image_size, "paraphrases": "all"}
-        results, episodes = evaluate(
-            None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=[n for n, _ in BASELINES]
-        )
-        return {name: scored(r, episodes[name]) for name, r in results.items()}
+    return functools.partial(_evaluate_baselines, preset)
 
-    return work
+
+def _evaluate_baselines(preset: Preset, folder: Path, resume) -> dict:
+    env = {"image_size": preset.image_size, "paraphrases": "all"}
+    results, episodes = evaluate(
+        None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=[n for n, _ in BASELINES]
+    )
+    return {name: scored(r, episodes[name]) for name, r in results.items()}
 
 
 def evaluate_run(preset: Preset, trained: dict, episodes: dict) -> list[dict]:
     """A trained policy at every point of its learning curve (stages ``eval-step-<n>``, the last ``eval``, with a
-    video), on the same ``episodes``. Cheap stages: new evaluation settings reuse the trained checkpoints."""
+    video), on the same ``episodes`` (the points before the last on the first ``preset.curve_episodes`` of them).
+    Cheap stages: new evaluation settings reuse the trained checkpoints."""
     points = []
     for point in trained["curve"]:
         last = point is trained["curve"][-1]
-        config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes}
-        work = evaluate_policy(preset, point["checkpoint"], video=last)
+        n = episodes["episodes"] if last else min(preset.curve_episodes or episodes["episodes"], episodes["episodes"])
+        config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes, "episodes": n}
+        work = evaluate_policy(preset, point["checkpoint"], n, video=last)
         folder = Path(trained["checkpoint"]).parent
         points.append(run_stage(folder, "eval" if last else f"eval-step-{point['step']}", config, work, cheap=True))
     return points

@@ -220,9 +220,42 @@ def test_arms_trains_only_the_policies_asked_for():
     assert [arm.label for arm in arms(preset, None, None)] == ["ResNet scratch", "ViT scratch"]
 
 
+def test_another_world_brings_its_own_arms_and_head():
+    from recipes.lineage.presets import FILM_CNN, PRESETS, arms, policy_settings
+
+    babyai = replace(PRESETS["tiny"], world="babyai:GoToRedBall", arms=())
+    compared = arms(babyai, None, None)
+    assert [arm.label for arm in compared] == [FILM_CNN, "ResNet scratch", "ViT scratch"]
+    assert all(arm.weights is None for arm in compared)  # the shapes are Reach's objects: no pretraining elsewhere
+    assert compared[2].kwargs["patch_size"] == 8  # one patch per BabyAI cell of the 56x56 view
+    settings = policy_settings(babyai)
+    assert (settings["head"], settings["image_size"], settings["world"]) == ("categorical", 56, "babyai:GoToRedBall")
+    reach = policy_settings(PRESETS["tiny"])
+    assert (reach["head"], reach["image_size"], reach["world_options"]["image_size"]) == ("continuous", 64, 64)
+
+
+def test_the_pipeline_in_another_world(tmp_path, env):
+    from recipes.lineage.presets import FILM_CNN
+
+    cmd = [sys.executable, "-m", "bridge", "run", "lineage", "--world", "babyai:GoToRedBallGrey", "--out", "out",
+           "--episodes", "12", "--steps", "2", "--seeds", "1", "--eval-episodes", "3", "--eval-seeds", "1",
+           "--batch-size", "8", "--curve-points", "2"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "episodes of babyai:GoToRedBallGrey" in report
+    assert set(success_column(report)) == {FILM_CNN, "ResNet scratch", "ViT scratch", "expert", "random"}
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["settings"]["world"] == "babyai:GoToRedBallGrey"
+    pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
+    assert pairs == {("ResNet scratch", "ViT scratch"), ("ResNet scratch", FILM_CNN), ("ViT scratch", FILM_CNN)}
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("pretrain")]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--world", "babyai:GoToNowhere"], "--world: no BabyAI level 'GoToNowhere'"),
         (["--image-size", "12"], "--image-size must be a multiple of 8"),
         (["--steps", "0"], "Not of type PositiveInt: 0"),
         (["--trainer.max_stepz", "3"], "unrecognized arguments: --trainer.max_stepz"),

@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
+from bridge.errors import BridgeError
 from bridge.runs import FolderLock
+from bridge.vla.worlds import get_world
 from recipes import kit
 from recipes.lineage.pool import stage_pool
 from recipes.lineage.presets import LR, PRESETS, RESNET, TRUNK, arms, cached_timm_weights, vit
@@ -44,7 +46,11 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Trainer settings pass through to every stage: --trainer.devices 2 --trainer.strategy ddp",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", default=None, help="default runs/lineage/<preset>")
+    parser.add_argument(
+        "--world", help="where the policies act (the preset's: reach), e.g. babyai:GoToRedBall: then every encoder "
+        "starts from scratch, beside BabyAI's FiLM-CNN"
+    )  # fmt: skip
+    parser.add_argument("--out", default=None, help="default runs/lineage/<preset>[-<world>]")
     parser.add_argument("--seeds", type=PositiveInt, help="training runs per policy (the preset's: 3)")
     parser.add_argument("--seed", type=NonNegativeInt, default=0, help="first training seed (SEED ... SEED+SEEDS-1)")
     parser.add_argument("--curve-points", type=PositiveInt, help="closed-loop evaluations along training (4)")
@@ -84,14 +90,21 @@ def main(argv: list[str] | None = None) -> None:
         "eval_seeds": args.eval_seeds, "image_size": args.image_size, "batch_size": args.batch_size,
         "timm": args.timm, "pretrain_vit": args.vit_pretraining, "seeds": args.seeds,
         "curve_points": args.curve_points, "arms": tuple(args.arms) if args.arms else None,
-        "parallel": args.parallel,
+        "parallel": args.parallel, "world": args.world,
     }  # fmt: skip
+    if args.world not in (None, preset.world) and not args.arms:
+        overrides["arms"] = ()  # the preset's arms are its world's; another world compares all of its own
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        get_world(preset.world)
+    except BridgeError as err:
+        parser.error(f"--world: {err}")
     known = [arm.label for arm in arms(replace(preset, arms=()), args.vit_weights, None)]
     unknown = [label for label in preset.arms if label not in known]
     if unknown:
         parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
-    out = Path(args.out or f"runs/lineage/{args.preset}")
+    suffix = "" if args.world in (None, PRESETS[args.preset].world) else "-" + args.world.replace(":", "-").lower()
+    out = Path(args.out or f"runs/lineage/{args.preset}{suffix}")
     claim_folder(out, "lineage")
     with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
         group = f"lineage-{args.preset}"
@@ -127,9 +140,9 @@ def main(argv: list[str] | None = None) -> None:
             path = out / "demos"
             if kit.is_global_zero():
                 demos(preset, path).prepare_data()
-            recipe = {"image_size": preset.image_size, "episodes": preset.episodes, "steps": preset.steps,
-                      "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR, "curve_points": preset.curve_points,
-                      "trainer": args.trainer_config}  # fmt: skip
+            recipe = {"world": preset.world, "image_size": preset.image_size, "episodes": preset.episodes,
+                      "steps": preset.steps, "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR,
+                      "curve_points": preset.curve_points, "trainer": args.trainer_config}  # fmt: skip
             training = {}
             for arm in sorted(compared, key=lambda a: a.weights in backbones):  # scratch runs fill the pool first
                 for seed in seeds:
@@ -146,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
 
             # 3. Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
             #    expert and random actions.
-            episodes = {"image_size": preset.image_size, "episodes": preset.eval_episodes, "seeds": preset.eval_seeds}
+            episodes = {"world": preset.world, "image_size": preset.image_size, "episodes": preset.eval_episodes,
+                        "seeds": preset.eval_seeds}  # fmt: skip
             evaluations = [pool.submit(evaluate_run, preset, result, episodes) for _, _, result in trained]
             runs: dict[str, list[dict]] = {}
             for (arm, seed, result), points in zip(trained, evaluations):

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.vla.worlds import get_world
+
 # The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
 TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
 LR, WARMUP = 2e-3, 100  # AdamW for every policy: only the encoder and its first weights differ
 
 
+# The world whose objects the shapes data set draws: pretraining on shapes serves its policies only.
+PRETRAINING_WORLD = "reach"
+
+
 @dataclass(frozen=True)
 class Preset:
-    image_size: int = 64  # the world's frames, and the pretraining images
+    world: str = PRETRAINING_WORLD  # where the policies act, e.g. babyai:GoToRedBall
+    image_size: int = 64  # the world's frames where it lets them be sized (Reach), and the pretraining images
     shapes: tuple[int, int, int] = (3000, 300, 300)  # pretraining images (train, validation, test)
     pretrain_epochs: int = 3
     pretrain_vit: bool = True
@@ -45,6 +52,12 @@ PRESETS = {
     ),
     # Sharper numbers on a CPU (about 1.5 hours): the budget configs/vla_resnet.yaml reaches 90% with.
     "cpu": Preset(shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3),
+    # The comparison on BabyAI's GoToRedBall: the field's FiLM-CNN, ResNet and ViT, all from scratch (the shapes are
+    # Reach's objects), three seeds each, two runs side by side.
+    "babyai": Preset(
+        world="babyai:GoToRedBall", episodes=5000, steps=400, vit_width=96, eval_episodes=100, curve_episodes=25,
+        parallel=2,
+    ),
     # One or more GPUs.
     "gpu": Preset(
         shapes=(24000, 2400, 2400), pretrain_epochs=10, episodes=20000, steps=10000, batch_size=256,
@@ -65,17 +78,44 @@ class Arm:
     freeze: bool = False
 
 
+FILM_CNN = "FiLM-CNN (BabyAI 1.1)"  # the grid-world field's reference encoder, an arm outside Reach
+
 # ResNet-20's basic blocks behind the ImageNet stem, two stages: a 64x64 frame becomes 8x8 tokens.
 RESNET = ("resnet20", {"stem": "imagenet", "layers": [3, 3], "widths": [16, 32]})
 
 
-def vit(size: int, width: int = 192) -> tuple[str, dict]:
-    """The minimal ViT, four blocks over an 8x8 grid of patches; width 192 is timm's ViT-Tiny (its weights load)."""
-    return "vit_tiny_patch16_224", {"img_size": size, "patch_size": size // 8, "depth": 4, "embed_dim": width}
+def vit(size: int, width: int = 192, patch_size: int | None = None) -> tuple[str, dict]:
+    """The minimal ViT, four blocks over a grid of patches (8x8 by default); width 192 is timm's ViT-Tiny (its
+    weights load)."""
+    return "vit_tiny_patch16_224", {"img_size": size, "patch_size": patch_size or size // 8, "depth": 4,
+                                    "embed_dim": width}  # fmt: skip
+
+
+def world_options(preset: Preset) -> dict:
+    """The world's options the preset sets: the frame side, in a world that lets it be chosen."""
+    return {"image_size": preset.image_size} if "image_size" in get_world(preset.world).options else {}
+
+
+def policy_settings(preset: Preset) -> dict:
+    """The policy's fields its world decides (name, options, frame side, head) and the trunk every arm shares."""
+    world = get_world(preset.world, **world_options(preset))
+    head = TRUNK["head"] if world.action_space.kind == "box" else "categorical"
+    return {"world": world.name, "world_options": world.options, "image_size": world.observation.image_size,
+            **TRUNK, "head": head}  # fmt: skip
 
 
 def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:
     r, v = RESNET, vit(preset.image_size, preset.vit_width)
+    if preset.world != PRETRAINING_WORLD:
+        # Elsewhere every encoder starts from scratch, beside the grid-world field's own FiLM-CNN; the ViT's 8x8
+        # patches are BabyAI's cells.
+        size = policy_settings(preset)["image_size"]
+        result = [
+            Arm(FILM_CNN, "babyai_film_cnn", {}, "scratch"),
+            Arm("ResNet scratch", *r, "scratch"),
+            Arm("ViT scratch", *vit(size, preset.vit_width, patch_size=8), "scratch"),
+        ]
+        return [arm for arm in result if not preset.arms or arm.label in preset.arms]
     result = [
         Arm("ResNet frozen", *r, "pretrained on shapes", "pretrain-resnet", freeze=True),
         Arm("ResNet fine-tuned", *r, "pretrained on shapes", "pretrain-resnet"),

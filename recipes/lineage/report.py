@@ -41,6 +41,10 @@ def threads(env: dict) -> str:
     return f"{env['threads']} threads"
 
 
+def number(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3f}"  # no action MAE for discrete actions
+
+
 def mean_of(runs: list[dict], key: str) -> float:
     return float(np.mean([run["train"][key] for run in runs]))
 
@@ -51,7 +55,7 @@ def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines:
     table = [
         [a["label"], a["init"], f"{a['encoder_params'] / 1e6:.2f} M", f"{a['encoder_macs'] / 1e6:.1f} M",
          f"{mean_of(runs[a['label']], 'train_seconds'):.0f}", f"{mean_of(runs[a['label']], 'images_per_second'):.0f}",
-         success_cell(a["success"]), f"{mean_of(runs[a['label']], 'val_action_mae'):.3f}"]
+         success_cell(a["success"]), number(mean_of(runs[a['label']], 'val_action_mae'))]
         for a in data["arms"]
     ]  # fmt: skip
     table += [[name, role, "", "", "", "", baseline_cell(baselines[name]), ""] for name, role in BASELINES]
@@ -68,9 +72,11 @@ def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines:
     env = data["environment"]
     episodes = baselines["expert"]["episodes"]
     seeds = data["seeds"]
+    world = data["settings"]["world"]
+    world = "reach (held-out paraphrases included)" if world == "reach" else world
     return f"""# Lineage: encoders for the VLA policy, preset `{preset_name}`
 
-Closed-loop success on the same {episodes} episodes of bridge/Reach-v0 (held-out paraphrases included), for every
+Closed-loop success on the same {episodes} episodes of {world}, for every
 policy trained with each of {len(seeds)} seeds ({", ".join(map(str, seeds))}). Success is the mean over seeds and
 episodes with its 95% stratified-bootstrap interval (seeds and episodes resampled); the baselines are not trained,
 so theirs is a Wilson interval over the episodes. Params and MACs are the encoder's, on one frame; train s and

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bridge.analysis.comparisons import Comparison, compare, interval
+from recipes.lineage.presets import FILM_CNN
 
 SCHEMA = 1
 PACKAGES = ("bridge-lineage", "torch", "lightning", "timm", "numpy", "scipy", "datasets", "wandb")
@@ -28,7 +29,8 @@ def scores(runs: list[dict], point: int = -1) -> np.ndarray:
 
 
 def pairs(labels: list[str], timm_label: str) -> list[tuple[str, str]]:
-    """The comparisons the report makes: pretrained (frozen, fine-tuned) vs scratch, ResNet vs ViT, each vs timm."""
+    """The comparisons the report makes: pretrained (frozen, fine-tuned) vs scratch, ResNet vs ViT, each vs timm
+    and vs the FiLM-CNN."""
     wanted = [
         ("ResNet frozen", "ResNet scratch"),
         ("ResNet fine-tuned", "ResNet scratch"),
@@ -37,6 +39,8 @@ def pairs(labels: list[str], timm_label: str) -> list[tuple[str, str]]:
         ("ViT-Tiny timm weights", "ViT scratch"),
         ("ResNet scratch", "ViT scratch"),
         ("ResNet fine-tuned", "ViT fine-tuned"),
+        ("ResNet scratch", FILM_CNN),
+        ("ViT scratch", FILM_CNN),
     ]
     wanted += [(label, timm_label) for label in labels if label != timm_label]
     return [(a, b) for a, b in wanted if a in labels and b in labels]

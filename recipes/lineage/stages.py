@@ -30,8 +30,9 @@ from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, collect_demos, save_demos
 from bridge.vla.evaluate import evaluate, write_video
 from bridge.vla.loading import load_policy
+from bridge.vla.worlds import get_world
 from recipes import kit
-from recipes.lineage.presets import LR, TRUNK, WARMUP, Arm, Preset
+from recipes.lineage.presets import LR, WARMUP, Arm, Preset, policy_settings, world_options
 from recipes.lineage.report import BASELINES
 from recipes.stages import run_stage
 
@@ -84,7 +85,7 @@ class Demos(DemoDataModule):
 
 def demos(preset: Preset, path: Path, seed: int = DATA_SEED) -> Demos:
     """The demonstrations at ``path`` (collected by ``prepare_data()`` when absent), split by ``seed``."""
-    return Demos(str(path), episodes=preset.episodes, env={"image_size": preset.image_size}, seed=seed,
+    return Demos(str(path), world=preset.world, episodes=preset.episodes, env=world_options(preset), seed=seed,
                  batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
 
 
@@ -126,7 +127,7 @@ def _train_policy(
     L.seed_everything(seed, verbose=False)
     config = PolicyConfig(
         encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
-        image_size=preset.image_size, **TRUNK,
+        **policy_settings(preset),
     )  # fmt: skip
     module = VLAPolicy(
         config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
@@ -138,8 +139,9 @@ def _train_policy(
     t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
     t.fit(module, data, ckpt_path=resume)
     seconds = train_seconds(t)
-    validated = t.validate(module, data, verbose=False)  # empty when the demo set is too small to hold out
-    action_mae = validated[0]["val/action_mae"] if validated else math.nan
+    validated = t.validate(module, data, verbose=False)
+    # Empty when the demo set is too small to hold out; no action MAE for discrete actions either.
+    action_mae = validated[0].get("val/action_mae", math.nan) if validated else math.nan
     t.save_checkpoint(folder / "policy.ckpt")
     kit.finish(t)
     frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
@@ -150,7 +152,7 @@ def _train_policy(
         for s in points[:-1]
     ] + [{"step": t.global_step, "checkpoint": str(folder / "policy.ckpt"), "seconds": seconds}]  # fmt: skip
     encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
-    frame = torch.zeros(1, 3, preset.image_size, preset.image_size, device=module.device)
+    frame = torch.zeros(1, 3, config.image_size, config.image_size, device=module.device)
     return {
         "checkpoint": str(folder / "policy.ckpt"),
         "step": t.global_step,
@@ -170,6 +172,12 @@ def scored(result, episodes) -> dict:
     return {**asdict(result), "success": [int(ep.success) for ep in episodes], "steps": [ep.steps for ep in episodes]}
 
 
+def eval_options(preset: Preset) -> dict:
+    """The world as trained, with every instruction phrasing in a world that has held-out ones (Reach)."""
+    options = world_options(preset)
+    return {**options, "paraphrases": "all"} if "paraphrases" in get_world(preset.world).options else options
+
+
 def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool = True):
     """``episodes`` per evaluation seed: the first ones of the same scenes whatever the number."""
     return functools.partial(_evaluate_policy, preset, checkpoint, episodes, video)
@@ -177,10 +185,9 @@ def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool 
 
 def _evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool, folder: Path, resume) -> dict:
     policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
-    env = {"image_size": preset.image_size, "paraphrases": "all"}
     results, episodes = evaluate(
-        policy.as_agent(), env, episodes=episodes, seeds=preset.eval_seeds, conditions=("policy",),
-        record=8 if video else 0, progress=False,
+        policy.as_agent(), eval_options(preset), episodes=episodes, seeds=preset.eval_seeds, conditions=("policy",),
+        record=8 if video else 0, progress=False, world=preset.world,
     )  # fmt: skip
     if video:
         write_video(episodes["policy"][:8], folder / "rollouts.gif")
@@ -192,10 +199,10 @@ def evaluate_baselines(preset: Preset):
 
 
 def _evaluate_baselines(preset: Preset, folder: Path, resume) -> dict:
-    env = {"image_size": preset.image_size, "paraphrases": "all"}
     results, episodes = evaluate(
-        None, env, episodes=preset.eval_episodes, seeds=preset.eval_seeds, conditions=[n for n, _ in BASELINES]
-    )
+        None, eval_options(preset), episodes=preset.eval_episodes, seeds=preset.eval_seeds,
+        conditions=[n for n, _ in BASELINES], world=preset.world,
+    )  # fmt: skip
     return {name: scored(r, episodes[name]) for name, r in results.items()}
 
 

@@ -68,7 +68,9 @@ class SaveAt(Callback):
         if step in self.pending:  # once: several batches end on one step under gradient accumulation
             self.pending.remove(step)
             path = self.folder / f"step-{step}.ckpt"
-            trainer.save_checkpoint(path)  # every rank calls it (it ends in a barrier); rank 0 writes
+            # Every rank calls it (it ends in a barrier); rank 0 writes. weights_only=False, the whole state, is
+            # Lightning's default: said here, it no longer logs a line per checkpoint.
+            trainer.save_checkpoint(path, weights_only=False)
             if trainer.is_global_zero:
                 path.with_suffix(".json").write_text(json.dumps({"seconds": train_seconds(trainer)}))
 
@@ -110,7 +112,7 @@ def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: di
     t.fit(module, data, ckpt_path=resume)
     seconds = train_seconds(t)
     accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
-    t.save_checkpoint(folder / "classifier.ckpt")
+    t.save_checkpoint(folder / "classifier.ckpt", weights_only=False)
     kit.finish(t)
     print(f"{name} on shapes: validation accuracy {accuracy:.1%} in {seconds:.0f} s", flush=True)
     return {"model": name, "checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
@@ -142,7 +144,7 @@ def _train_policy(
     validated = t.validate(module, data, verbose=False)
     # Empty when the demo set is too small to hold out; no action MAE for discrete actions either.
     action_mae = validated[0].get("val/action_mae", math.nan) if validated else math.nan
-    t.save_checkpoint(folder / "policy.ckpt")
+    t.save_checkpoint(folder / "policy.ckpt", weights_only=False)
     kit.finish(t)
     frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
     frames = t.global_step * frames_per_step

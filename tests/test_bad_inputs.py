@@ -184,6 +184,12 @@ BAD = {
         r"NaN or inf.*earlier checkpoint",
     ),
     "predict-ckpt-empty": (f"predict {LENET} --ckpt_path {{empty}}", r"empty"),
+    "fit-n-obs-steps-zero": (f"fit {VLA} --model.init_args.policy.n_obs_steps 0", r"n_obs_steps must be 1 or more"),
+    "fit-history-not-in-demos": (
+        f"fit {VLA} --data.init_args.path {{demos}} --model.init_args.policy.n_obs_steps 2",
+        r"serves the last 1 frames.*policy.n_obs_steps: 1",
+    ),
+    "fit-head-not-for-world": (f"fit {VLA} --model.init_args.policy.head categorical", r"set head: bins or continuous"),
     # vla
     "collect-episodes-zero": ("vla collect --episodes 0 --out runs/demos", r"--episodes.*1 or more"),
     "collect-episodes-negative": ("vla collect --episodes -5 --out runs/demos", r"--episodes.*1 or more"),
@@ -193,6 +199,14 @@ BAD = {
     "collect-env-not-a-pair": ("vla collect --episodes 2 --env image_size --out runs/demos", r"KEY=VALUE"),
     "collect-env-image-size-zero": ("vla collect --episodes 2 --env image_size=0 --out runs/demos", r"image_size"),
     "collect-unknown-world": ("vla collect --world nowhere --episodes 2 --out runs/demos", r"reach"),
+    "collect-unknown-babyai-level": (
+        "vla collect --world babyai:GoToNowhere --episodes 2 --out runs/demos",
+        r"no BabyAI level 'GoToNowhere'.*babyai:<Level>",
+    ),
+    "collect-babyai-noise": (
+        "vla collect --world babyai:GoToRedBall --noise 0.1 --episodes 2 --out runs/demos",
+        r"without --noise",
+    ),
     "eval-ckpt-missing": ("vla eval --ckpt no/such.ckpt --no-wandb", r"does not exist"),
     "eval-ckpt-empty": ("vla eval --ckpt {empty} --no-wandb", r"empty"),
     "eval-classifier-ckpt": ("vla eval --ckpt {lenet} --no-wandb", r"ImageClassifier checkpoint of lenet5"),
@@ -211,6 +225,7 @@ BAD = {
     "run-shortcuts-unknown-model": ("run shortcuts --models resnet21 --epochs 1", r"resnet20"),
     "run-lineage-steps-zero": ("run lineage --steps 0", r"PositiveInt"),
     "run-lineage-image-size-zero": ("run lineage --image-size 0", r"image.size"),
+    "run-lineage-unknown-world": ("run lineage --world nowhere", r"--world: no world named 'nowhere'"),
     "run-degradation-unknown-label": ("run degradation --epochs 1 --only ResNet-21", r"ResNet-20"),
     "run-degradation-out-is-a-file": (
         "run degradation --epochs 1 --only ResNet-20 --out afile",

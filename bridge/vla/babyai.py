@@ -20,8 +20,7 @@ import functools
 import io
 import re
 import string
-from dataclasses import asdict, dataclass, fields
-from dataclasses import replace as dataclass_replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from typing import Any, ClassVar, Literal
 
@@ -127,12 +126,6 @@ class BabyAI(World):
     def options(self) -> dict[str, Any]:
         """The settings beside the level, which the name carries (``get_world(name, **options)`` rebuilds it)."""
         return {k: v for k, v in asdict(self).items() if k != "level"}
-
-    def replace(self, **options: Any) -> BabyAI:
-        unknown = sorted(set(options) - {f.name for f in fields(self)})
-        if unknown:
-            raise ConfigError(f"world {self.name} has no options {unknown}; it takes {sorted(asdict(self))}")
-        return dataclass_replace(self, **options)
 
     @property
     def gym_id(self) -> str:

@@ -72,6 +72,8 @@ class PolicyConfig:
             raise ConfigError(f"head must be one of {', '.join(HEADS)} (or None: the world's kind), got {self.head!r}")
         if self.chunk_size < 1 or self.depth < 1:
             raise ConfigError("chunk_size and depth must be >= 1")
+        if self.n_obs_steps is not None and self.n_obs_steps < 1:
+            raise ConfigError(f"n_obs_steps must be 1 or more (frames the policy sees), got {self.n_obs_steps}")
         if self.dim % 4:
             raise ConfigError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
 

@@ -12,6 +12,7 @@ carries whatever privileged facts the world's expert needs.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -57,7 +58,7 @@ class World(abc.ABC):
         unknown = sorted(set(options) - names)
         if unknown:
             raise ConfigError(f"world {self.name} has no options {unknown}; it takes {sorted(names)}")
-        return type(self)(**{**self.options, **options})
+        return dataclasses.replace(self, **options)  # every field, a variant too (its name carries it, not options)
 
     # -- specs -------------------------------------------------------------------------------------------
     @property

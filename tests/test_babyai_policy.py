@@ -33,7 +33,7 @@ ENCODERS = {
 }
 
 
-@pytest.mark.parametrize("encoder", ["film", "vit"])  # the ResNet config differs from these in its encoder only
+@pytest.mark.parametrize("encoder", ["film", "vit"])  # resnet: the FiLM config, another encoder
 def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(encoder, tmp_path):
     BridgeCLI(
         args=[

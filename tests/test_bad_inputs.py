@@ -189,6 +189,7 @@ BAD = {
         f"fit {VLA} --data.init_args.path {{demos}} --model.init_args.policy.n_obs_steps 2",
         r"serves the last 1 frames.*policy.n_obs_steps: 1",
     ),
+    "fit-image-tokens-unknown": (f"fit {VLA} --model.init_args.policy.image_tokens patches", r"image_tokens.*pooled"),
     "fit-head-not-for-world": (f"fit {VLA} --model.init_args.policy.head categorical", r"set head: bins or continuous"),
     # vla
     "collect-episodes-zero": ("vla collect --episodes 0 --out runs/demos", r"--episodes.*1 or more"),

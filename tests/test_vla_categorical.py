@@ -116,8 +116,9 @@ def test_a_discrete_world_gets_the_categorical_head_and_refuses_the_others():
     assert config_mismatch(vars(PolicyConfig(**TINY)), vars(PolicyConfig(head="continuous", **TINY)))
 
 
-def test_history_shapes_and_the_error_for_a_missing_history():
-    policy = policy_for(3, chunk_size=2).eval()
+@pytest.mark.parametrize("image_tokens", ["grid", "pooled"])
+def test_history_shapes_and_the_error_for_a_missing_history(image_tokens):
+    policy = policy_for(3, chunk_size=2, image_tokens=image_tokens).eval()
     images = torch.zeros(5, 3, 8, 8, 3, dtype=torch.uint8)
     assert policy(images, torch.zeros(5, 0), ["recall"] * 5).shape == (5, 2, 3)  # logits over 3 actions
     actions = policy.predict(images, torch.zeros(5, 0), ["recall"] * 5)
@@ -130,6 +131,12 @@ def test_history_shapes_and_the_error_for_a_missing_history():
         changed = images.clone()
         changed[:, t] = 255
         assert not torch.allclose(policy(changed, torch.zeros(5, 0), ["recall"] * 5), base)
+    # The trunk's tokens: the 3 words of "[CLS] recall [SEP]", each frame's pooled vector (and its 8x8 grid), 2 queries.
+    seen = []
+    policy.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    policy(images, torch.zeros(5, 0), ["recall"] * 5)
+    assert seen == [3 + 3 + 2 + (3 * 64 if image_tokens == "grid" else 0)]
+    assert (policy.image_proj is None) == (image_tokens == "pooled")
 
 
 def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:

@@ -76,6 +76,23 @@ def test_fit_writes_checkpoints_and_the_tokenizer(run):
     )
 
 
+def test_fit_with_action_chunks_logs_the_first_actions_error(tmp_path):
+    """The data serves chunks of 3 actions; the error of the first one is measured on a view into them."""
+    cli = BridgeCLI(
+        args=[
+            "fit", "--config", str(ROOT / "configs/vla_resnet.yaml"), *TINY_POLICY,
+            "--model.init_args.policy.chunk_size", "3", "--data.init_args.action_horizon", "3",
+            "--data.init_args.path", str(tmp_path / "demos"), "--data.init_args.episodes", "6",
+            "--data.init_args.env", json.dumps(WORLD), "--data.init_args.val_fraction", "0",
+            "--data.init_args.batch_size", "8", "--trainer.max_steps", "2", "--trainer.max_time", "null",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+        ]
+    )  # fmt: skip
+    assert cli.model.config.chunk_size == 3
+    assert 0 < cli.trainer.callback_metrics["train/action_mae"] < 2  # actions and predictions lie in [-1, 1]
+
+
 def test_closed_loop_expert_ceiling_above_policy_above_random_floor(run):
     policy = load_policy(run / "run" / "checkpoints" / "last.ckpt")
     results, episodes = evaluate(

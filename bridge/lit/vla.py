@@ -173,7 +173,7 @@ class VLAPolicy(L.LightningModule):
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=size, sync_dist=stage == "val")
         categorical = self.config.head == "categorical"
         if not categorical:  # a distance between action indices means nothing
-            self.action_mae[key](out.first_action, batch["action"][:, 0].float())
+            self.action_mae[key](out.first_action, batch["action"][:, 0].float().contiguous())  # a view, with chunks
             self.log(f"{stage}/action_mae", self.action_mae[key], batch_size=size)
         if out.logits is not None:
             self.token_acc[key](out.logits, out.labels)

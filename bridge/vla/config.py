@@ -32,7 +32,9 @@ class PolicyConfig:
     World: ``world`` names the world the policy acts in; its vocabulary trains the tokenizer, and
     ``action_dim`` / ``state_dim`` (None: the world's) size the head and the state input (for discrete
     actions ``action_dim`` is their number). ``n_obs_steps`` (None: the world's) is how many of the last
-    frames the policy sees; each frame is encoded alone and its tokens tagged with its place in time. ``world_options``
+    frames the policy sees; each frame is encoded alone and its tokens tagged with its place in time.
+    ``image_tokens``: each frame joins the trunk as its pooled vector and its grid of tokens (``grid``), or as
+    its pooled vector alone (``pooled``: BabyAI's max-pooled FiLM-CNN, a trunk of k + 1 tokens). ``world_options``
     records the world's settings the policy was trained in (``fit`` fills it from the demo set), so that a
     saved policy is evaluated in the same world.
     """
@@ -57,6 +59,7 @@ class PolicyConfig:
     text_layers: int = 2
     freeze_text: bool = False
     conditioning: Literal["film", "prefix", "both"] = "both"
+    image_tokens: Literal["grid", "pooled"] = "grid"
     dim: int = 128
     depth: int = 2
     num_heads: int = 4
@@ -66,6 +69,8 @@ class PolicyConfig:
     chunk_size: int = 1
 
     def __post_init__(self) -> None:
+        if self.image_tokens not in ("grid", "pooled"):
+            raise ConfigError(f"image_tokens must be grid or pooled, got {self.image_tokens!r}")
         if self.conditioning not in ("film", "prefix", "both"):
             raise ConfigError(f"conditioning must be film, prefix or both, got {self.conditioning!r}")
         if self.head not in (None, *HEADS):

@@ -73,7 +73,7 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         self.text = build_text_encoder(c.text_encoder, vocabulary, c.text_dim, c.text_layers, tokenizer=tokenizer)
         self.encoder_films = EncoderFiLM(self.encoder, sites, probe.site_channels, self.text.dim)
 
-        self.image_proj = nn.Linear(probe.dim, c.dim)
+        self.image_proj = nn.Linear(probe.dim, c.dim) if c.image_tokens == "grid" else None
         self.pooled_proj = nn.Linear(probe.pooled_dim, c.dim)
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
         # Which of the last k frames a token comes from (none for a single frame: old checkpoints load as they were).
@@ -148,10 +148,14 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         ):
             visual = self.encoder.encode(self.preprocess(images))  # the k frames of a sample are consecutive
         pooled = self.pooled_proj(visual.pooled).view(b, k, c.dim)
-        image = (self.image_proj(visual.tokens) + self.image_pos).view(b, k, -1, c.dim)
         if self.frame_pos is not None:
-            pooled, image = pooled + self.frame_pos, image + self.frame_pos[:, None]
-        tokens = [pooled, image.flatten(1, 2), self.queries.expand(b, -1, -1)]
+            pooled = pooled + self.frame_pos
+        tokens = [pooled, self.queries.expand(b, -1, -1)]
+        if self.image_proj is not None:
+            image = (self.image_proj(visual.tokens) + self.image_pos).view(b, k, -1, c.dim)
+            if self.frame_pos is not None:
+                image = image + self.frame_pos[:, None]
+            tokens.insert(1, image.flatten(1, 2))
         if self.state_proj is not None:
             tokens.insert(0, self.state_proj(self.state_norm.normalize(states.float()))[:, None])
         if self.text_proj is not None:

@@ -24,31 +24,37 @@ TINY = [
     "--trainer.max_steps", "4", "--trainer.max_time", "null", "--trainer.logger", "false",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
 ]  # fmt: skip
-ENCODERS = {
-    "film": ["--model.init_args.policy.encoder_kwargs", '{"width": 16}'],
-    "vit": [
-        "--model.init_args.policy.encoder_kwargs",
-        '{"img_size": 56, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}',
-    ],
+FILM = ["--model.init_args.policy.encoder_kwargs", '{"width": 16}']
+CONFIGS = {  # config -> (its level, tiny sizes)
+    "film": ("GoToRedBall", FILM),
+    "gotolocal": ("GoToLocal", FILM),
+    "vit": (
+        "GoToRedBall",
+        [
+            "--model.init_args.policy.encoder_kwargs",
+            '{"img_size": 56, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}',
+        ],
+    ),
 }
 
 
-@pytest.mark.parametrize("encoder", ["film", "vit"])  # resnet: the FiLM config, another encoder
-def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(encoder, tmp_path):
+@pytest.mark.parametrize("config", list(CONFIGS))  # resnet: the FiLM config, another encoder
+def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_path):
+    level, tiny_encoder = CONFIGS[config]
     BridgeCLI(
         args=[
-            "fit", "--config", str(ROOT / f"configs/vla_babyai_{encoder}.yaml"), *TINY, *ENCODERS[encoder],
+            "fit", "--config", str(ROOT / f"configs/vla_babyai_{config}.yaml"), *TINY, *tiny_encoder,
             "--data.init_args.path", str(tmp_path / "demos"), "--trainer.default_root_dir", str(tmp_path / "run"),
         ]
     )  # fmt: skip
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     saved = torch.load(checkpoint, weights_only=True)
-    assert saved["policy_config"]["world"] == "babyai:GoToRedBall"
+    assert saved["policy_config"]["world"] == f"babyai:{level}"
     assert saved["policy_config"]["head"] == "categorical" and saved["policy_config"]["action_dim"] == 7
     assert saved["policy_config"]["world_options"]["n_obs_steps"] == 2
     policy = load_policy(checkpoint)
     assert policy.config.n_obs_steps == 2 and policy.frame_pos.shape == (2, 32)
-    if encoder != "film":
+    if config != "film":
         return
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from bridge.errors import BridgeError
 from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices, history_indices
-from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
+from bridge.vla.demos import DemoDataModule, collect_demos, decode_frames, load_demos, save_demos
 from bridge.vla.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
 from bridge.vla.reach import ReachEnv, instructions
 
@@ -53,6 +53,14 @@ def test_demo_set_round_trips_through_disk(demos):
         assert (
             a["observation.state"] == b["observation.state"] and a["action"] == b["action"] and a["task"] == b["task"]
         )
+
+
+def test_frames_decode_chunk_by_chunk_into_one_tensor(demos):
+    _, _, path = demos
+    loaded, _ = load_demos(path)
+    whole = np.stack([np.asarray(image) for image in loaded["observation.image"]])
+    chunked = decode_frames(loaded, chunk=5)  # chunks that do not divide the set: the last one is short
+    assert chunked.dtype == torch.uint8 and np.array_equal(chunked.numpy(), whole)
 
 
 def test_datamodule_serves_batches_with_action_chunks(demos):

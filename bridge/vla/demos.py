@@ -199,6 +199,21 @@ def _with_world(meta: dict, path: Path, hint: str) -> dict:
     }
 
 
+def decode_frames(dataset: Dataset, chunk: int = 4096) -> torch.Tensor:
+    """All of ``observation.image`` as one (N, H, W, 3) uint8 tensor, decoded a chunk at a time into it.
+
+    Decoding the column in one go holds every frame at least twice (the decoded list and the stacked array):
+    for GoToLocal's 0.9 GiB of frames it raised the process's peak memory by 3.4 GiB, chunk by chunk by 1.1 GiB.
+    """
+    column = dataset.select_columns("observation.image").with_format("numpy")
+    first = column[0]["observation.image"]
+    images = torch.empty((len(dataset), *first.shape), dtype=torch.uint8)
+    for start in range(0, len(dataset), chunk):
+        part = column[start : start + chunk]["observation.image"]
+        images[start : start + len(part)] = torch.from_numpy(np.asarray(part))
+    return images
+
+
 class DemoFrames(torch.utils.data.Dataset):
     """Frames with their next ``horizon`` actions, held in memory as tensors (a toy-scale set is ~0.2 GB).
 
@@ -206,8 +221,8 @@ class DemoFrames(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: Dataset, horizon: int, action_space: ActionSpace, n_obs_steps: int = 1) -> None:
-        columns = dataset.with_format("numpy")[:]
-        self.images = torch.from_numpy(columns["observation.image"])  # (N, H, W, 3) uint8, decoded once
+        columns = dataset.remove_columns("observation.image").with_format("numpy")[:]
+        self.images = decode_frames(dataset)
         episode_index = torch.from_numpy(columns["episode_index"])
         self.history = history_indices(episode_index, n_obs_steps) if n_obs_steps > 1 else None
         n = len(self.images)

@@ -3,11 +3,10 @@
 Image tokens (``encode()``: the last feature map or the patch tokens, plus the pooled vector; or the pooled
 vector alone, ``image_tokens="pooled"``) are projected to the trunk width with fixed 2-D sin-cos positions;
 with a frame history each of the last k frames is encoded alone and its tokens carry a learned embedding of
-their place in time. The instruction conditions
-them by FiLM before every trunk block (zero-initialised: the identity at step 0, as in RT-1) and/or by
-joining the trunk as a prefix of tokens. ``chunk_size`` learned query tokens read the actions out, for the
-next ``chunk_size`` steps: 256 bins per dimension with cross-entropy (RT-1, OpenVLA), continuous values
-with L1 (ACT), or, in a world of discrete actions, one of them with cross-entropy.
+their place in time. The instruction conditions them by FiLM before every trunk block (zero-initialised: the
+identity at step 0, as in RT-1) and/or by joining the trunk as a prefix of tokens. ``chunk_size`` learned query
+tokens read the actions out, for the next ``chunk_size`` steps: 256 bins per dimension with cross-entropy (RT-1,
+OpenVLA), continuous values with L1 (ACT), or, in a world of discrete actions, one of them with cross-entropy.
 
 A policy saves to a folder (``config.json``, ``model.safetensors``, the tokenizer's files) with
 ``save_pretrained`` and loads from it with ``from_pretrained``, without Lightning (huggingface_hub's

@@ -103,8 +103,8 @@ def test_unknown_levels_and_options_are_refused_with_the_fix():
         get_world("babyai")
     with pytest.raises(ConfigError, match="view"):
         get_world("babyai:GoToLocal", view="top")
-    with pytest.raises(ConfigError, match="noise"):
-        get_world("babyai:GoToLocal").expert(noise=0.1)
+    with pytest.raises(ConfigError, match=r"chance of a random move per step, in \[0, 1\); got 1.5"):
+        get_world("babyai:GoToLocal").expert(noise=1.5)
     assert "babyai" in list_worlds()
 
 
@@ -147,6 +147,23 @@ def test_a_bot_failure_drops_its_episode_and_counts_it(monkeypatch):
     dataset, meta = collect_demos(3, world="babyai:GoToRedBall", num_envs=3, progress=False)
     assert meta["failed_episodes"] == 1 and meta["num_episodes"] == 3 and GivesUpOnce.failures == 0
     assert sorted(set(dataset["episode_index"])) == [0, 1, 2]
+
+
+def test_a_noisy_bot_executes_random_moves_and_records_its_own_actions():
+    world = "babyai:GoToLocal"
+    for noise in (0.0, 0.3):
+        expert = get_world(world).expert(seed=1, noise=noise)
+        episodes = list(rollouts(expert, range(12), world, num_envs=4, record=12, label=expert.label))
+        assert all(ep.success for ep in episodes)  # the bot plans again from where each move left it
+        executed = np.concatenate([np.ravel(ep.actions) for ep in episodes])
+        recorded = np.concatenate([np.ravel(ep.labels) for ep in episodes])
+        swapped = executed != recorded
+        if noise == 0:
+            assert not swapped.any()
+        else:  # about a third of the steps drew a move, two thirds of those a move other than the bot's
+            assert 0.05 < swapped.mean() < 0.4 and set(executed[swapped]) <= {0, 1, 2}
+    dataset, meta = collect_demos(2, world=world, noise=0.3, num_envs=2, progress=False)
+    assert meta["expert"]["noise"] == 0.3
 
 
 def test_the_bot_runs_only_for_the_expert():

@@ -11,7 +11,7 @@ import torch
 
 from bridge.errors import ConfigError
 from bridge.vla.config import PolicyConfig, config_mismatch
-from bridge.vla.demos import DemoFrames, collect_demos
+from bridge.vla.demos import DemoFrames, EpisodeOrder, collect_demos
 from bridge.vla.evaluate import evaluate
 from bridge.vla.policy import Policy
 from bridge.vla.spaces import ActionSpace, ObservationSpec
@@ -148,6 +148,60 @@ def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:
         loss.backward()
         optimizer.step()
     return policy.eval()
+
+
+@pytest.mark.parametrize("image_tokens", ["grid", "pooled"])
+def test_a_batch_by_episode_serves_each_frame_once_and_the_policy_reads_it_alike(image_tokens):
+    dataset, _ = collect_demos(5, {"n_obs_steps": 3}, world="recall", progress=False)
+    data = DemoFrames(dataset, 1, ActionSpace.discrete(3), n_obs_steps=3)
+    items = list(range(len(data)))
+    apart = torch.utils.data.default_collate([data[i] for i in items])  # (N, 3, H, W, 3): each frame up to 3 times
+    shared = data[items]  # every frame of the set once, and where each item's three are
+    assert shared["observation.image"].shape == (len(data), 8, 8, 3)
+    assert torch.equal(shared["observation.image"][shared["observation.image_index"]], apart["observation.image"])
+    # One instruction per episode, several in the batch: each shared frame must be read under its own.
+    episodes = dataset["episode_index"]
+    apart["task"] = shared["task"] = [" ".join(["recall"] * (1 + e % 3)) for e in episodes]
+    policy = policy_for(3, conditioning="film", image_tokens=image_tokens).eval()
+    with torch.no_grad():
+        for film in policy.encoder_films.values():  # FiLM starts as the identity: give it something to do
+            torch.nn.init.normal_(film.proj.weight)
+    assert len(policy.encoder_films) > 0
+    states = torch.zeros(len(data), 0)
+    with torch.no_grad():  # each item alone, its three frames apart: the reference
+        alone = torch.cat(
+            [policy(apart["observation.image"][i : i + 1], states[:1], apart["task"][i : i + 1]) for i in items]
+        )
+        got = policy(shared["observation.image"], states, shared["task"], shared["observation.image_index"])
+        assert torch.allclose(got, alone, atol=1e-5)
+        assert torch.allclose(policy.compute_loss(shared).loss, policy.compute_loss(apart).loss)
+        one_instruction = policy(
+            shared["observation.image"], states, ["recall"] * len(data), shared["observation.image_index"]
+        )
+        assert not torch.allclose(one_instruction, alone, atol=1e-3)
+    with pytest.raises(ConfigError, match=r"image_index must be \(B, n_obs_steps=3\)"):
+        policy(
+            shared["observation.image"],
+            torch.zeros(len(data), 0),
+            shared["task"],
+            shared["observation.image_index"][:, :2],
+        )
+
+
+def test_episode_order_keeps_episodes_whole_and_serves_every_frame_once_per_epoch():
+    episode_index = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    torch.manual_seed(0)
+    order = EpisodeOrder(episode_index)
+    epochs = [list(order) for _ in range(4)]
+    for epoch in epochs:
+        assert sorted(epoch) == list(range(10)) and len(order) == 10
+        runs = torch.unique_consecutive(episode_index[epoch])
+        assert len(runs) == 4  # each episode's frames together, in order
+        assert all(b == a + 1 for a, b in zip(epoch, epoch[1:]) if episode_index[a] == episode_index[b])
+    assert len({tuple(epoch) for epoch in epochs}) > 1  # a fresh order of episodes each epoch
+    torch.manual_seed(0)  # what DDP ranks seeded alike do: the same orders, epoch by epoch
+    again = EpisodeOrder(episode_index)
+    assert [list(again) for _ in range(4)] == epochs
 
 
 def test_only_a_policy_with_memory_solves_recall():

@@ -76,6 +76,20 @@ def test_datamodule_serves_batches_with_action_chunks(demos):
     assert dm.env_config == meta["env"] and dm.stats == meta["stats"]
 
 
+def test_datamodule_by_episode_serves_whole_episodes_each_frame_once(demos):
+    _, meta, path = demos
+    dm = DemoDataModule(path=str(path), episodes=None, val_fraction=0.25, batch_size=8, batch_by="episode")
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert all(len(b["task"]) == 8 for b in batches) and len(batches) == len(dm.train_set) // 8
+    batch = batches[0]
+    assert batch["observation.image"].shape == (8, 32, 32, 3) and batch["observation.image_index"].shape == (8, 1)
+    val = list(dm.val_dataloader())
+    assert sum(len(b["task"]) for b in val) == len(dm.val_set)  # every held-out frame, none dropped
+    with pytest.raises(ValueError, match="batch_by must be frame or episode, got 'step'"):
+        DemoDataModule(path=str(path), batch_by="step")
+
+
 def test_datamodule_collects_when_missing_and_refuses_a_mismatched_set(demos, tmp_path):
     dm = DemoDataModule(path=str(tmp_path / "new"), episodes=3, env=TINY_WORLD, batch_size=4)
     dm.prepare_data()

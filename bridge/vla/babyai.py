@@ -39,6 +39,7 @@ from bridge.vla.worlds import register_world
 
 VIEWS = ("partial", "full")
 NUM_ACTIONS = 7  # left, right, forward, pickup, drop, toggle, done
+NUM_MOVES = 3  # the first three actions move the agent: left, right, forward
 TASK_CHARSET = string.ascii_lowercase + " ,"
 
 # The BabyAI mission grammar (minigrid.envs.babyai.core.verifier): an object description is an article, an
@@ -150,9 +151,11 @@ class BabyAI(World):
         return BabyAIEnv(self, render_mode=render_mode)
 
     def expert(self, seed: int = 0, noise: float | None = None) -> BotExpert:
-        if noise:
-            raise ConfigError(f"BabyAI's bot acts without noise; collect without --noise (got noise={noise})")
-        return BotExpert()
+        """The bot; ``noise`` (None: 0) is the chance that a step executes a random move instead (DART)."""
+        noise = noise or 0.0
+        if not 0 <= noise < 1:
+            raise ConfigError(f"BabyAI's noise is the chance of a random move per step, in [0, 1); got {noise}")
+        return BotExpert(noise, seed)
 
     def instructions(self, split: Split = "all") -> list[str]:
         # BabyAI has no held-out paraphrases: every split but "heldout" is the whole grammar.
@@ -264,12 +267,31 @@ def _pov_frame(env, tile: int) -> np.ndarray:
 
 
 class BotExpert:
-    """BabyAI's bot: each environment's own (``info["bot"]``) names the next action; demos record it as it is."""
+    """BabyAI's bot: each environment's own (``info["bot"]``) names the next action, and demos record it.
 
-    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+    With ``noise`` p the world executes, on a share p of the steps, a random move (turn left, turn right or
+    forward) in place of the bot's action, while the demos still record the bot's (DART, Laskey et al. 2017):
+    the bot plans again from wherever the move left the agent, so the demos show how to get back on course
+    from the detours a policy's own mistakes take it on. Moves only: a random pickup or toggle would change the
+    room, which the bot undoes rather than goes on from.
+    """
+
+    def __init__(self, noise: float = 0.0, seed: int = 0) -> None:
+        self.noise, self.rng = noise, np.random.default_rng(seed)
+
+    def label(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        # Asked again on the same step, the bot answers the same: it replans only when the env steps.
         return np.array([env.bot_action() for env in info["bot"]], dtype=np.int64)
 
-    label = __call__  # asked twice on one step, the bot answers the same (it replans only when the env steps)
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        actions = self.label(obs, info)
+        if self.noise:
+            moved = self.rng.random(len(actions)) < self.noise
+            actions[moved] = self.rng.integers(0, NUM_MOVES, moved.sum())
+        return actions
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "BabyAIBot (minigrid.utils.baby_ai_bot)", "minigrid": version("minigrid")}
+        return {
+            "kind": "BabyAIBot (minigrid.utils.baby_ai_bot)", "minigrid": version("minigrid"), "noise": self.noise,
+            "action": "the bot's own, also on the steps that executed a random move (DART)",
+        }  # fmt: skip

@@ -30,8 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="folder for the dataset (datasets.save_to_disk) and its meta.json")
     p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
     p.add_argument(
-        "--noise", type=non_negative_float, default=None, help="the expert's action noise (default: the world's)"
-    )
+        "--noise", type=non_negative_float, default=None,
+        help="the expert's action noise (default: the world's): Reach's std per axis, BabyAI's chance of a random move",
+    )  # fmt: skip
     p.add_argument("--num-envs", type=positive_int, default=16, help="episodes stepped together")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=collect)

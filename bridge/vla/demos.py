@@ -15,12 +15,13 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from datasets import Dataset, Features, Image, List, Value, load_from_disk
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from tqdm.auto import tqdm
 
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
@@ -240,11 +241,15 @@ class DemoFrames(torch.utils.data.Dataset):
         rows, self.is_pad = chunk_indices(episode_index, horizon)
         self.chunks = actions[rows]  # (N, horizon, *action shape)
         self.tasks = [str(t) for t in columns["task"]]
+        self.episode_index = episode_index
 
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int | list[int]) -> dict:
+        """Item ``i``, or with a list of indices the batch of them with each distinct frame once (:meth:`batch`)."""
+        if isinstance(i, list):
+            return self.batch(i)
         return {
             "observation.image": self.images[i] if self.history is None else self.images[self.history[i]],
             "observation.state": self.states[i],
@@ -252,6 +257,49 @@ class DemoFrames(torch.utils.data.Dataset):
             "action_is_pad": self.is_pad[i],
             "task": self.tasks[i],
         }
+
+    def batch(self, indices: list[int]) -> dict:
+        """The items ``indices`` as one batch whose ``observation.image`` (U, H, W, 3) holds each distinct frame
+        once and ``observation.image_index`` (B, k) the row of every item's frames in it.
+
+        With a frame history, neighbouring steps of an episode share k - 1 frames: a batch of whole episodes
+        holds each frame once instead of up to k times, and the policy encodes it once.
+        """
+        rows = torch.as_tensor(indices)
+        history = rows[:, None] if self.history is None else self.history[rows]
+        distinct, image_index = torch.unique(history, return_inverse=True)
+        return {
+            "observation.image": self.images[distinct],
+            "observation.image_index": image_index,
+            "observation.state": self.states[rows],
+            "action": self.chunks[rows],
+            "action_is_pad": self.is_pad[rows],
+            "task": [self.tasks[i] for i in indices],
+        }
+
+
+class EpisodeOrder(torch.utils.data.Sampler[int]):
+    """Every frame once per epoch, episode after episode in a fresh random order of episodes, each episode's
+    frames in order, so a batch cut from it holds whole episodes (and their shared frames) together.
+
+    ``seed`` None draws one from torch's global generator, so ``seed_everything`` fixes it; each epoch's order
+    then follows from the seed and the epoch alone, so DDP ranks seeded alike cut the same batches to share.
+    """
+
+    def __init__(self, episode_index: torch.Tensor, seed: int | None = None) -> None:
+        _, counts = torch.unique_consecutive(episode_index, return_counts=True)
+        self.episodes = torch.arange(len(episode_index)).split(counts.tolist())
+        self.seed = int(torch.randint(2**62, ())) if seed is None else seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.episodes)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        for e in torch.randperm(len(self.episodes), generator=generator).tolist():
+            yield from self.episodes[e].tolist()
 
 
 class DemoDataModule(L.LightningDataModule):
@@ -265,9 +313,14 @@ class DemoDataModule(L.LightningDataModule):
         val_fraction: share of *episodes* (never frames of one episode on both sides) held out, seeded.
         action_horizon: actions served per frame (``action`` is (B, horizon, action_dim)); at least the
             policy's chunk.
+        batch_by: ``frame``: batches of frames drawn at random. ``episode``: batches cut from whole episodes
+            in random order, each distinct frame served once (see :meth:`DemoFrames.batch`); with a history
+            of k frames the policy encodes about k times fewer frames per step.
 
-    Batches: ``observation.image`` (B, H, W, 3) uint8, ``observation.state`` (B, state_dim), ``action``
-    (B, horizon, action_dim) and ``action_is_pad`` (B, horizon) in env units, ``task`` a list of strings.
+    Batches: ``observation.image`` (B, H, W, 3) uint8, or (B, k, H, W, 3) with a history of k,
+    ``observation.state`` (B, state_dim), ``action`` (B, horizon, action_dim) and ``action_is_pad``
+    (B, horizon) in env units, ``task`` a list of strings. By episode, ``observation.image`` is (U, H, W, 3)
+    and ``observation.image_index`` (B, k) says which of its frames each item sees.
     """
 
     def __init__(
@@ -282,10 +335,13 @@ class DemoDataModule(L.LightningDataModule):
         action_horizon: int = 1,
         batch_size: int = 64,
         num_workers: int = 0,
+        batch_by: Literal["frame", "episode"] = "frame",
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if batch_by not in ("frame", "episode"):
+            raise ConfigError(f"batch_by must be frame or episode, got {batch_by!r}")
         self.save_hyperparameters()
         self.path, self.action_horizon = Path(path), action_horizon
         self.meta: dict | None = None
@@ -319,6 +375,9 @@ class DemoDataModule(L.LightningDataModule):
             wrong.append(f"world={meta['world']!r} (asked for {hp.world!r})")
         if hp.episodes is not None and hp.episodes != meta["num_episodes"]:
             wrong.append(f"episodes={meta['num_episodes']} (asked for {hp.episodes})")
+        stored_noise = meta.get("expert", {}).get("noise", 0.0)  # sets from before the bot took noise have none
+        if hp.noise is not None and stored_noise != hp.noise:
+            wrong.append(f"noise={stored_noise} (asked for {hp.noise})")
         stored = meta["env"]
         for key, value in (hp.env or {}).items():
             if stored.get(key) != value:
@@ -326,7 +385,7 @@ class DemoDataModule(L.LightningDataModule):
         if wrong:
             raise ConfigError(
                 f"the demo set at {self.path} holds {', '.join(wrong)}; point path at another folder to collect "
-                "a new set, or set episodes: null and drop env to use this one as it is"
+                "a new set, or set episodes: null and drop env and noise to use this one as it is"
             )
 
     @property
@@ -357,14 +416,24 @@ class DemoDataModule(L.LightningDataModule):
         return self.meta
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            # drop_last: a last batch of one would break BatchNorm in the encoder
-            self.train_set, batch_size=self.hparams.batch_size, shuffle=True,
-            drop_last=len(self.train_set) > self.hparams.batch_size,
-            num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
-        )  # fmt: skip
+        hp = self.hparams
+        drop_last = len(self.train_set) > hp.batch_size  # a last batch of one would break BatchNorm in the encoder
+        workers = {"num_workers": hp.num_workers, "persistent_workers": hp.num_workers > 0}
+        if hp.batch_by == "frame":
+            return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, drop_last=drop_last, **workers)
+        order = EpisodeOrder(self.train_set.episode_index)
+        return self._batched(self.train_set, BatchSampler(order, hp.batch_size, drop_last), workers)
 
     def val_dataloader(self) -> DataLoader | list:
+        hp = self.hparams
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=self.hparams.batch_size * 2, num_workers=self.hparams.num_workers)
+        if hp.batch_by == "frame":
+            return DataLoader(self.val_set, batch_size=hp.batch_size * 2, num_workers=hp.num_workers)
+        batches = BatchSampler(SequentialSampler(self.val_set), hp.batch_size * 2, drop_last=False)
+        return self._batched(self.val_set, batches, {"num_workers": hp.num_workers})
+
+    @staticmethod
+    def _batched(frames: DemoFrames, batches: BatchSampler, workers: dict) -> DataLoader:
+        # batch_size=None: each "index" the sampler yields is a whole batch's list, which DemoFrames serves as one.
+        return DataLoader(frames, sampler=batches, batch_size=None, **workers)

@@ -111,13 +111,13 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             self.state_norm.set_stats(stats["observation.state"]["min"], stats["observation.state"]["max"])
 
     # -- forward -----------------------------------------------------------------------------------------
-    def preprocess(self, images: Tensor) -> Tensor:
+    def preprocess(self, images: Tensor, distinct: bool = False) -> Tensor:
         """(B, H, W, 3) or, with a history of k, (B, k, H, W, 3) uint8 frames -> normalised (B * k, 3, h, w)
-        float, resized to ``input_size`` if set."""
+        float, resized to ``input_size`` if set. ``distinct``: the frames are (U, H, W, 3), one per frame."""
         s, k = self.config.image_size, self.config.n_obs_steps
-        expected = (s, s, 3) if k == 1 else (k, s, s, 3)
+        expected = (s, s, 3) if k == 1 or distinct else (k, s, s, 3)
         if tuple(images.shape[1:]) != expected:
-            history = f"the last {k} frames, " if k > 1 else ""
+            history = f"the last {k} frames, " if k > 1 and not distinct else ""
             raise ConfigError(
                 f"the policy takes {history}frames (B, {', '.join(map(str, expected))}) uint8 (image_size={s}, "
                 f"n_obs_steps={k}), got {tuple(images.shape)}; run the world with the policy's image_size and "
@@ -133,26 +133,42 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             x = F.interpolate(x, size=self.config.input_size, mode="bilinear", antialias=True, align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
-    def forward(self, images: Tensor, states: Tensor, tasks: list[str]) -> Tensor:
+    def forward(self, images: Tensor, states: Tensor, tasks: list[str], image_index: Tensor | None = None) -> Tensor:
         """Head outputs for the next ``chunk_size`` steps: logits (B, chunk, action_dim, num_bins), actions
-        (B, chunk, action_dim) in [-1, 1], or logits over the discrete actions (B, chunk, action_dim)."""
-        c, b, k = self.config, images.shape[0], self.config.n_obs_steps
+        (B, chunk, action_dim) in [-1, 1], or logits over the discrete actions (B, chunk, action_dim).
+
+        ``image_index`` (B, k): ``images`` are distinct frames (U, H, W, 3) and row ``image_index[i, j]`` of
+        them is sample i's j-th frame (a batch by episode, :class:`~bridge.vla.demos.DemoFrames`); each frame
+        is then encoded once, however many samples see it.
+        """
+        c, k = self.config, self.config.n_obs_steps
+        b = images.shape[0] if image_index is None else image_index.shape[0]
         if len(tasks) != b:
             raise ConfigError(f"got {len(tasks)} instructions for {b} frames")
+        if image_index is not None and tuple(image_index.shape) != (b, k):
+            raise ConfigError(f"image_index must be (B, n_obs_steps={k}), got {tuple(image_index.shape)}")
+        frames = self.preprocess(images, distinct=image_index is not None)
+        if image_index is None:
+            image_index = torch.arange(b * k, device=frames.device).view(b, k)  # a sample's k frames are consecutive
         text = self.text(tasks)
         # A frozen encoder needs no graph, unless FiLM inside it trains through it.
         films = len(self.encoder_films) > 0
+        cond = None
+        if films:  # each frame read under its sample's instruction (a frame belongs to one episode, one instruction)
+            owner = torch.arange(b, device=frames.device).repeat_interleave(k)
+            owner = owner.new_empty(len(frames)).scatter_(0, image_index.flatten(), owner)
+            cond = text.pooled[owner]
         with (
             torch.set_grad_enabled(torch.is_grad_enabled() and (not c.freeze_encoder or films)),
-            self.encoder_films.conditioned(text.pooled.repeat_interleave(k, 0) if films else None),
+            self.encoder_films.conditioned(cond),
         ):
-            visual = self.encoder.encode(self.preprocess(images))  # the k frames of a sample are consecutive
-        pooled = self.pooled_proj(visual.pooled).view(b, k, c.dim)
+            visual = self.encoder.encode(frames)
+        pooled = self.pooled_proj(visual.pooled)[image_index]  # (B, k, dim)
         if self.frame_pos is not None:
             pooled = pooled + self.frame_pos
         tokens = [pooled, self.queries.expand(b, -1, -1)]
         if self.image_proj is not None:
-            image = (self.image_proj(visual.tokens) + self.image_pos).view(b, k, -1, c.dim)
+            image = (self.image_proj(visual.tokens) + self.image_pos)[image_index]  # (B, k, N, dim)
             if self.frame_pos is not None:
                 image = image + self.frame_pos[:, None]
             tokens.insert(1, image.flatten(1, 2))
@@ -179,7 +195,8 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
                 f"set the data module's action_horizon >= {k}"
             )
         valid = ~batch["action_is_pad"][:, :k]  # (B, k)
-        out = self(batch["observation.image"], batch["observation.state"], list(batch["task"]))
+        images, index = batch["observation.image"], batch.get("observation.image_index")
+        out = self(images, batch["observation.state"], list(batch["task"]), index)
         if self.config.head == "categorical":
             labels = batch["action"][:, :k].long()
             ce = F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none").view_as(valid)

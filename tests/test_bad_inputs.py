@@ -205,8 +205,8 @@ BAD = {
         r"no BabyAI level 'GoToNowhere'.*babyai:<Level>",
     ),
     "collect-babyai-noise": (
-        "vla collect --world babyai:GoToRedBall --noise 0.1 --episodes 2 --out runs/demos",
-        r"without --noise",
+        "vla collect --world babyai:GoToRedBall --noise 1.5 --episodes 2 --out runs/demos",
+        r"chance of a random move per step, in \[0, 1\); got 1.5",
     ),
     "eval-ckpt-missing": ("vla eval --ckpt no/such.ckpt --no-wandb", r"does not exist"),
     "eval-ckpt-empty": ("vla eval --ckpt {empty} --no-wandb", r"empty"),

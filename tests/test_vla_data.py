@@ -99,6 +99,8 @@ def test_datamodule_collects_when_missing_and_refuses_a_mismatched_set(demos, tm
         DemoDataModule(path=str(tmp_path / "new"), episodes=5).setup("fit")
     with pytest.raises(ValueError, match="env.image_size=32 .asked for 64."):
         DemoDataModule(path=str(tmp_path / "new"), episodes=None, env={"image_size": 64}).setup("fit")
+    with pytest.raises(ValueError, match=r"noise=0.1 \(asked for 0.5\).*drop env and noise"):
+        DemoDataModule(path=str(tmp_path / "new"), episodes=None, noise=0.5).setup("fit")
 
 
 def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_path):

@@ -129,8 +129,8 @@ def test_seeds_are_deterministic_and_demos_never_reach_evaluation_seeds():
     assert np.array_equal(a["image"], b["image"]) and a["task"] == b["task"]
     c = world.make().reset(seed=12)[0]
     assert not np.array_equal(a["image"], c["image"]) or a["task"] != c["task"]
-    with pytest.raises(ConfigError, match="evaluation seeds"):
-        collect_demos(5, world=world, seed=10**9 - 3, progress=False)
+    with pytest.raises(ConfigError, match="validation seeds"):
+        collect_demos(5, world=world, seed=world.validation_seed_offset - 3, progress=False)
 
 
 def test_a_bot_failure_drops_its_episode_and_counts_it(monkeypatch):

@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 from bridge.lit.classifier import ImageClassifier
 from bridge.lit.lightning_cli import BridgeCLI
 from bridge.lit.vla import VLAPolicy
+from bridge.vla import evaluate as evaluate_module
 from bridge.vla.cli import CONDITIONS as CLI_CONDITIONS
 from bridge.vla.cli import register
 from bridge.vla.demos import load_demos
@@ -21,6 +22,7 @@ from bridge.vla.evaluate import CONDITIONS, evaluate, shuffled, wilson_interval,
 from bridge.vla.loading import load_policy
 from bridge.vla.reach import ScriptedExpert
 from bridge.vla.rollout import Episode, rollouts
+from bridge.vla.worlds import get_world
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = {"image_size": 32, "num_objects": 1}  # one object: a tiny policy learns to reach it in a few seconds
@@ -45,8 +47,23 @@ def vla(*argv: str):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A tiny policy trained with ``python -m bridge fit --config configs/vla_resnet.yaml`` (in process)."""
+    """A tiny policy trained with ``python -m bridge fit --config configs/vla_resnet.yaml`` (in process); the
+    scenes its validation rollouts ran on are in ``rollout_seeds.json``."""
     root = tmp_path_factory.mktemp("vla")
+    seeds: list[int] = []
+
+    def recording(agent, seed_list, *args, **kwargs):
+        seeds.extend(seed_list)
+        return rollouts(agent, seed_list, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate_module, "rollouts", recording)
+        fit_tiny_policy(root)
+    (root / "rollout_seeds.json").write_text(json.dumps(seeds))
+    return root
+
+
+def fit_tiny_policy(root: Path) -> None:
     BridgeCLI(
         args=[
             "fit", "--config", str(ROOT / "configs/vla_resnet.yaml"), *TINY_POLICY,
@@ -58,7 +75,12 @@ def run(tmp_path_factory) -> Path:
             "--trainer.default_root_dir", str(root / "run"),
         ]
     )  # fmt: skip
-    return root
+
+
+def test_validation_rollouts_run_on_scenes_evaluation_never_reports(run):
+    seeds = json.loads((run / "rollout_seeds.json").read_text())
+    world = get_world("reach", **WORLD)
+    assert seeds and all(world.validation_seed_offset <= s < world.eval_seed_offset for s in seeds)
 
 
 def test_fit_writes_checkpoints_and_the_tokenizer(run):

@@ -140,8 +140,8 @@ def test_a_plugin_world_collects_demos_the_data_module_serves(line, tmp_path):
     assert batch["observation.state"].shape == (4, 0)
     with pytest.raises(ValueError, match="world='line' .asked for 'reach'."):
         DemoDataModule(path=str(path), episodes=None).setup("fit")
-    with pytest.raises(ValueError, match="would reach 1,000,000, where line's evaluation seeds start"):
-        collect_demos(2, world=line, seed=999_999, progress=False)
+    with pytest.raises(ValueError, match="would reach 500,000, where line's validation seeds start"):
+        collect_demos(2, world=line, seed=499_999, progress=False)
 
 
 def test_a_plugin_world_is_evaluated_with_its_expert_random_floor_and_ablations(line):

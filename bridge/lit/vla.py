@@ -30,11 +30,12 @@ class VLAPolicy(L.LightningModule):
 
     ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the
     encoder's learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes
-    it). ``rollout_episodes`` > 0 also runs that many closed-loop episodes after each validation epoch and
-    logs ``val/success``, which then picks the best checkpoint; otherwise ``val/loss`` does. ``fit`` fills
-    ``policy.world_options`` (the options of the world ``policy.world`` names) from the demo set, so the
-    checkpoint acts in the world it was trained in. ``policy.save_pretrained(folder)`` exports
-    the trained policy for ``bridge.vla.loading.load_policy`` / ``Policy.from_pretrained``.
+    it). ``rollout_episodes`` > 0 also runs that many closed-loop episodes (on the world's validation scenes,
+    never the evaluation's) after each validation epoch and logs ``val/success``, which then picks the best
+    checkpoint; otherwise ``val/loss`` does. ``fit`` fills ``policy.world_options`` (the options of the world
+    ``policy.world`` names) from the demo set, so the checkpoint acts in the world it was trained in.
+    ``policy.save_pretrained(folder)`` exports the trained policy for ``bridge.vla.loading.load_policy`` /
+    ``Policy.from_pretrained``.
     """
 
     def __init__(
@@ -184,10 +185,11 @@ class VLAPolicy(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.hparams.rollout_episodes <= 0 or self.trainer.sanity_checking:
             return
-        # Closed loop on fixed evaluation seeds: the number a VLA policy is judged by. Every rank runs the
-        # same episodes with the same weights, so no synchronisation is needed.
+        # Closed loop, the number a VLA policy is judged by, on fixed validation scenes: best.ckpt is chosen on
+        # them, so they are not the scenes `vla eval` reports. Every rank runs the same episodes with the same
+        # weights, so no synchronisation is needed.
         results, _ = evaluate(
             self.policy.as_agent(), self.config.world_options, episodes=self.hparams.rollout_episodes, seeds=1,
-            conditions=("policy",), progress=False, world=self.config.world,
+            conditions=("policy",), progress=False, world=self.config.world, scenes="validation",
         )  # fmt: skip
         self.log("val/success", results["policy"].success_rate, prog_bar=True, sync_dist=True)

@@ -64,7 +64,8 @@ def collect_demos(
     ``env_config`` sets the world's options; ``noise`` the expert's (None: the world's default). The world
     executes the expert's actions, and each frame records what the expert's ``label`` names for it (for
     Reach the noise-free command, DART). The rare failed episode is dropped and the next seed used, so
-    behaviour cloning never imitates a failure. Seeds stay below the world's evaluation seeds.
+    behaviour cloning never imitates a failure. Seeds stay below the world's validation and evaluation
+    seeds.
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
@@ -75,10 +76,11 @@ def collect_demos(
         while len(kept) < episodes:
             need = episodes - len(kept)
             seeds = range(next_seed, next_seed + need)
-            if seeds[-1] >= world.eval_seed_offset:
+            if seeds[-1] >= world.validation_seed_offset:
                 raise ConfigError(
-                    f"demo seeds would reach {world.eval_seed_offset:,}, where {world.name}'s evaluation seeds "
-                    "start; collect fewer episodes or from a lower --seed"
+                    f"demo seeds would reach {world.validation_seed_offset:,}, where {world.name}'s validation "
+                    f"seeds start (its evaluation seeds at {world.eval_seed_offset:,}); collect fewer episodes or "
+                    "from a lower --seed"
                 )
             for ep in rollouts(expert, seeds, world, num_envs, record=need, label=expert.label):
                 if ep.success:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -103,12 +104,14 @@ def evaluate(
     expert_noise: float | None = None,
     progress: bool = True,
     world: str | World = "reach",
+    scenes: Literal["evaluation", "validation"] = "evaluation",
 ) -> tuple[dict[str, ConditionResult], dict[str, list[Episode]]]:
     """Run ``conditions`` on the same ``episodes x seeds`` scenes of ``world``; return results and the episodes.
 
     ``policy`` is any agent (e.g. ``Policy.as_agent()``; None when only the expert and random run),
     ``env_config`` the world's options. Each condition's first ``record`` episodes keep their frames (for
-    :func:`write_video`).
+    :func:`write_video`). ``scenes="validation"`` draws the scenes from the world's validation seeds instead,
+    for choosing a checkpoint during training without touching the episodes it will be reported on.
     """
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
@@ -116,7 +119,8 @@ def evaluate(
     if episodes < 1 or seeds < 1:
         raise ConfigError(f"evaluation needs at least one episode and one seed, got episodes={episodes}, seeds={seeds}")
     world = get_world(world, **(env_config or {}))
-    seed_list = eval_seeds(episodes, seeds, world.eval_seed_offset)
+    offset = world.validation_seed_offset if scenes == "validation" else world.eval_seed_offset
+    seed_list = eval_seeds(episodes, seeds, offset)
     told: dict[str, Sequence[str] | None] = {"blank": [""] * len(seed_list)}
     if "shuffled" in conditions:  # every episode told another one's instruction (needs two episodes or more)
         told["shuffled"] = shuffled(world.tasks(seed_list))

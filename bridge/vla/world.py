@@ -43,6 +43,12 @@ class World(abc.ABC):
     eval_seed_offset: ClassVar[int] = 1_000_000
 
     @property
+    def validation_seed_offset(self) -> int:
+        """Where the scenes of validation rollouts during training start: between the demos' and the evaluation's,
+        so a checkpoint picked by its validation success was never picked on the episodes it is reported on."""
+        return self.eval_seed_offset // 2
+
+    @property
     def name(self) -> str:
         """The registry name that rebuilds this world with :func:`~bridge.vla.worlds.get_world`."""
         return self.family

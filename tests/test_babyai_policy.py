@@ -28,6 +28,7 @@ FILM = ["--model.init_args.policy.encoder_kwargs", '{"width": 16}']
 CONFIGS = {  # config -> (its level, tiny sizes)
     "film": ("GoToRedBall", FILM),
     "gotolocal": ("GoToLocal", FILM),
+    "pickuploc": ("PickupLoc", FILM),
     "vit": (
         "GoToRedBall",
         [

@@ -38,8 +38,8 @@ class World(abc.ABC):
 
     family: ClassVar[str] = ""
     fps: ClassVar[int] = 10  # of its videos and of the demo set's metadata
-    # Demos use seeds seed, seed + 1, ...; evaluation starts here, and demo collection refuses to reach it,
-    # so no evaluation scene was seen in training. (BabyAI's own convention is 10**9.)
+    # Demos use seeds seed, seed + 1, ...; evaluation starts here, and demo collection refuses to reach it (or
+    # the validation scenes below it), so no evaluation scene was seen in training. (BabyAI's own is 10**9.)
     eval_seed_offset: ClassVar[int] = 1_000_000
 
     @property

@@ -156,7 +156,7 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         cond = None
         if films:  # each frame read under its sample's instruction (a frame belongs to one episode, one instruction)
             owner = torch.arange(b, device=frames.device).repeat_interleave(k)
-            owner = owner.new_empty(len(frames)).scatter_(0, image_index.flatten(), owner)
+            owner = owner.new_zeros(len(frames)).scatter_(0, image_index.flatten(), owner)  # no stray index
             cond = text.pooled[owner]
         with (
             torch.set_grad_enabled(torch.is_grad_enabled() and (not c.freeze_encoder or films)),

@@ -27,12 +27,14 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import minigrid  # noqa: F401  (importing it registers the BabyAI levels with gymnasium, once)
 import numpy as np
+import torch
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_NAMES
 from minigrid.core.grid import Grid
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from bridge.errors import ConfigError, UnknownNameError
+from bridge.vla.babyai_recolour import recolour
 from bridge.vla.spaces import ActionSpace, ObservationSpec
 from bridge.vla.world import Split, World
 from bridge.vla.worlds import register_world
@@ -103,6 +105,7 @@ class BabyAI(World):
 
     # BabyAI evaluates from seed 10**9; demo seeds from 0 stay below it.
     eval_seed_offset: ClassVar[int] = 10**9
+    augmentation: ClassVar[str] = "the six colours permuted alike in the frames and the missions"
 
     def __post_init__(self) -> None:
         known = levels()
@@ -160,6 +163,10 @@ class BabyAI(World):
     def instructions(self, split: Split = "all") -> list[str]:
         # BabyAI has no held-out paraphrases: every split but "heldout" is the whole grammar.
         return [] if split == "heldout" else instructions()
+
+    def augment(self, images: torch.Tensor, tasks: list[str]) -> tuple[torch.Tensor, list[str]]:
+        # One permutation for the whole batch: with batches by episode, frames are shared between its items.
+        return recolour(images, tasks, torch.randperm(len(COLOR_NAMES)).tolist(), self.tile_size)
 
     def success(self, reward: np.ndarray, terminated: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         return np.asarray(reward) > 0  # BabyAI's definition: the mission was completed in time

@@ -318,6 +318,8 @@ class DemoDataModule(L.LightningDataModule):
         batch_by: ``frame``: batches of frames drawn at random. ``episode``: batches cut from whole episodes
             in random order, each distinct frame served once (see :meth:`DemoFrames.batch`); with a history
             of k frames the policy encodes about k times fewer frames per step.
+        augment: apply the world's symmetry (:meth:`~bridge.vla.world.World.augment`, e.g. BabyAI's colours
+            permuted) to each training batch; validation batches stay as recorded.
 
     Batches: ``observation.image`` (B, H, W, 3) uint8, or (B, k, H, W, 3) with a history of k,
     ``observation.state`` (B, state_dim), ``action`` (B, horizon, action_dim) and ``action_is_pad``
@@ -338,6 +340,7 @@ class DemoDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         batch_by: Literal["frame", "episode"] = "frame",
+        augment: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1:
@@ -349,6 +352,7 @@ class DemoDataModule(L.LightningDataModule):
         self.meta: dict | None = None
         self.train_set: DemoFrames | None = None
         self.val_set: DemoFrames | None = None
+        self.symmetry: World | None = None
 
     def prepare_data(self) -> None:
         """Collect the demo set if it is not on disk yet (Lightning runs this on one process per node)."""
@@ -362,6 +366,10 @@ class DemoDataModule(L.LightningDataModule):
             return
         dataset, self.meta = load_demos(self.path)
         self._check_matches(self.meta)
+        if self.hparams.augment:
+            self.symmetry = get_world(self.world, **self.env_config)
+            if not self.symmetry.augmentation:
+                raise ConfigError(f"world {self.world} has no symmetry to augment demos with; set augment: false")
         episode_index = np.asarray(dataset["episode_index"])
         episodes = np.unique(episode_index)
         rng = np.random.default_rng(self.hparams.seed)
@@ -370,6 +378,12 @@ class DemoDataModule(L.LightningDataModule):
         args = self.action_horizon, self.action_space, self.observation.n_obs_steps
         self.train_set = DemoFrames(dataset.select(np.flatnonzero(~is_val)), *args)
         self.val_set = DemoFrames(dataset.select(np.flatnonzero(is_val)), *args) if n_val else None
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.symmetry is not None and self.trainer is not None and self.trainer.training:
+            images, tasks = self.symmetry.augment(batch["observation.image"], list(batch["task"]))
+            batch = {**batch, "observation.image": images, "task": tasks}
+        return batch
 
     def _check_matches(self, meta: dict) -> None:
         hp, wrong = self.hparams, []

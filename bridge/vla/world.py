@@ -25,6 +25,7 @@ from bridge.vla.spaces import ActionSpace, ObservationSpec
 
 if TYPE_CHECKING:
     import gymnasium as gym
+    from torch import Tensor
 
 Split = Literal["train", "heldout", "all"]
 
@@ -41,6 +42,8 @@ class World(abc.ABC):
     # Demos use seeds seed, seed + 1, ...; evaluation starts here, and demo collection refuses to reach it (or
     # the validation scenes below it), so no evaluation scene was seen in training. (BabyAI's own is 10**9.)
     eval_seed_offset: ClassVar[int] = 1_000_000
+    # A symmetry of the world that training may apply to demos (:meth:`augment`), in words; "" when it has none.
+    augmentation: ClassVar[str] = ""
 
     @property
     def validation_seed_offset(self) -> int:
@@ -110,6 +113,13 @@ class World(abc.ABC):
     def success(self, reward: np.ndarray, terminated: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Which of a batch of finished episodes succeeded; by default, those that terminated (not truncated)."""
         return terminated
+
+    def augment(self, images: Tensor, tasks: list[str]) -> tuple[Tensor, list[str]]:
+        """A batch's frames (..., H, W, 3) uint8 and instructions under one random symmetry of the world (a scene
+        the expert would solve with the same actions); see :attr:`augmentation`."""
+        raise ConfigError(
+            f"world {self.name} has no symmetry to augment with ({type(self).__name__}.augmentation is empty)"
+        )
 
     def tasks(self, seeds: Sequence[int]) -> list[str]:
         """Each seed's instruction, read off a reset (no steps)."""

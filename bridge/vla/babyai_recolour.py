@@ -49,7 +49,7 @@ def _tile_keys(tile_size: int) -> tuple[Tensor, Tensor, Tensor]:
     """A weighting that turns a tile into one integer, the sorted keys of the drawn tiles, and their order."""
     flat = _tiles(tile_size).flatten(3).flatten(0, 2).long()  # (tiles, t * t * 3)
     weights = torch.randint(1, 2**20, (flat.shape[1],), generator=torch.Generator().manual_seed(0))
-    keys, order = (flat @ weights).sort()
+    keys, order = (flat * weights).sum(1).sort()
     if len(keys.unique()) != len(keys):  # the set is fixed, so this would fail at once in the tests
         raise RuntimeError(f"two of minigrid's tiles at tile_size {tile_size} share a key")
     return weights, keys, order
@@ -69,7 +69,8 @@ def recolour(images: Tensor, tasks: list[str], permutation: list[int], tile_size
     drawn = _tiles(tile_size).to(images.device)
     colours, lit = drawn.shape[1:3]
     weights, keys, order = (t.to(images.device) for t in _tile_keys(tile_size))
-    where = torch.searchsorted(keys, tiles.long() @ weights).clamp_max(len(keys) - 1)
+    # A weighted sum, not a matmul: CUDA has no integer matmul.
+    where = torch.searchsorted(keys, (tiles.long() * weights).sum(1)).clamp_max(len(keys) - 1)
     index = order[where]
     flat = drawn.flatten(3).flatten(0, 2)
     found = (flat[index] == tiles).all(dim=1)  # an exact match, not only an equal key

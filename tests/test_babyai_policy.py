@@ -59,12 +59,21 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
         return
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["vla", "eval", "--ckpt", str(checkpoint), "--episodes", "6", "--seeds", "1", "--video", "none",
-         "--no-wandb", "--out", str(tmp_path / "eval")]
-    )  # fmt: skip
-    args.func(args)
+
+    def vla_eval(*options: str) -> dict:
+        args = parser.parse_args(
+            ["vla", "eval", "--ckpt", str(checkpoint), "--episodes", "6", "--seeds", "1", "--video", "none",
+             "--no-wandb", *options]
+        )  # fmt: skip
+        return args.func(args)
+
+    vla_eval("--out", str(tmp_path / "eval"))
     results = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
     assert set(results) == {"policy", "blank", "shuffled", "expert", "random"}
     assert results["expert"]["success_rate"] == 1.0  # the bot: BabyAI's ceiling
     assert results["random"]["success_rate"] < 1.0
+    # Drawn actions: their own folder beside the run's argmax results, and the same numbers when run again.
+    drawn = vla_eval("--temperature", "1", "--conditions", "policy")
+    saved = json.loads((tmp_path / "run" / "eval" / "last_temperature1" / "results.json").read_text())
+    assert saved["temperature"] == 1.0 and saved["results"] == drawn["results"]
+    assert vla_eval("--temperature", "1", "--conditions", "policy")["results"] == drawn["results"]

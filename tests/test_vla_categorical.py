@@ -220,3 +220,36 @@ def test_only_a_policy_with_memory_solves_recall():
         assert results["expert"].success_rate == 1.0
     assert rates[2] >= 0.9, rates
     assert rates[1] <= 0.3, rates  # 4 steps right by chance: (1/3)^3 once the first frame is guessed
+
+
+def test_temperature_draws_the_action_from_the_heads_softmax_and_zero_takes_the_most_likely():
+    policy = policy_for(1).eval()
+    with torch.no_grad():  # a peaked head, so that argmax, T=1 and T=3 tell apart
+        policy.action_head.bias.copy_(torch.tensor([2.0, 0.5, -1.0]))
+    n = 6000
+    images = torch.randint(0, 256, (1, 8, 8, 3), dtype=torch.uint8).expand(n, -1, -1, -1)
+    states, tasks = torch.zeros(n, 0), ["recall"] * n
+    logits = policy(images[:1], states[:1], tasks[:1])[0, 0]
+    assert torch.equal(policy.predict(images, states, tasks)[:, 0], logits.argmax().expand(n))
+    assert torch.equal(policy.predict(images, states, tasks, temperature=1e-3)[:, 0], logits.argmax().expand(n))
+    for temperature in (1.0, 3.0):
+        drawn = policy.predict(images, states, tasks, temperature, torch.Generator().manual_seed(0))[:, 0]
+        frequencies = torch.bincount(drawn, minlength=3) / n
+        assert torch.allclose(frequencies, (logits / temperature).softmax(-1), atol=0.02), (temperature, frequencies)
+        again = policy.predict(images, states, tasks, temperature, torch.Generator().manual_seed(0))[:, 0]
+        assert torch.equal(drawn, again)  # seeded: an evaluation repeats
+    with pytest.raises(ConfigError, match="temperature=-1.0: it must be >= 0"):
+        policy.predict(images[:2], states[:2], tasks[:2], temperature=-1.0)
+
+
+def test_a_continuous_head_has_nothing_to_draw_and_a_bins_head_draws_bins():
+    torch.manual_seed(0)
+    continuous = Policy(PolicyConfig(head="continuous", **TINY)).eval()  # reach: continuous actions
+    images, states = torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, continuous.config.state_dim)
+    obs = {"image": images.numpy(), "state": states.numpy(), "task": ["a", "b"]}
+    with pytest.raises(ConfigError, match="a continuous head predicts one action.*use temperature 0"):
+        continuous.as_agent(temperature=1.0)(obs, {})
+    bins = Policy(PolicyConfig(**TINY)).eval()
+    drawn = bins.predict(images, states, ["a", "b"], temperature=50.0)  # nearly uniform over 256 bins
+    assert drawn.shape == (2, 1, bins.config.action_dim) and drawn.abs().max() <= 1
+    assert not torch.equal(drawn, bins.predict(images, states, ["a", "b"]))

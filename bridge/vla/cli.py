@@ -54,9 +54,16 @@ def register(subparsers) -> None:
     p.add_argument(
         "--num-envs", type=positive_int, default=50, help="episodes stepped (and policy queries batched) together"
     )
+    p.add_argument(
+        "--temperature", type=non_negative_float, default=0.0,
+        help="0: the most likely action, as BabyAI's validation; T > 0: actions drawn from softmax(logits / T), "
+        "seeded (1: the distribution the policy was trained to fit)",
+    )  # fmt: skip
     p.add_argument("--video", choices=("gif", "mp4", "none"), default="gif")
     p.add_argument("--record", type=non_negative_int, default=8, help="episodes per condition in each video")
-    p.add_argument("--out", default=None, help="results folder; default <run dir>/eval/<checkpoint name>")
+    p.add_argument(
+        "--out", default=None, help="results folder; default <run dir>/eval/<checkpoint name>[_temperature<T>]"
+    )
     p.add_argument(
         "--wandb", action=argparse.BooleanOptionalAction, default=True, help="log to W&B (offline by default)"
     )
@@ -149,15 +156,17 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     world = get_world(args.world or c.world, **{**options, **parse_options(args.env)})
     if "paraphrases" in world.options:
         world = world.replace(paraphrases=args.paraphrases)
-    out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / ckpt.stem
+    suffix = f"_temperature{args.temperature:g}" if args.temperature else ""  # beside the argmax results, not over
+    out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / f"{ckpt.stem}{suffix}"
     record = args.record if args.video != "none" else 0
     results, episodes = evaluate(
-        policy.as_agent(), episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
+        policy.as_agent(args.temperature), episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
         conditions=args.conditions, record=record, world=world,
     )  # fmt: skip
 
     told = f", {world.paraphrases} paraphrases" if "paraphrases" in world.options else ""
-    table = Table(title=f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes{told}")
+    drawn = f", actions drawn at temperature {args.temperature:g}" if args.temperature else ""
+    table = Table(title=f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes{told}{drawn}")
     # "episode length" averages every episode (failures run to the step limit): the policy's against the expert's.
     for column in ("condition", "success", "95% CI", "per seed", "steps to success", "episode length"):
         table.add_column(column, justify="left" if column == "condition" else "right")
@@ -183,6 +192,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         "env": world.options,
         "episodes_per_seed": args.episodes,
         "seeds": args.seeds,
+        "temperature": args.temperature,
         "results": {
             name: {
                 "success_rate": r.success_rate, "successes": r.successes, "episodes": r.episodes, "ci95": list(r.ci95),
@@ -214,7 +224,7 @@ def _log_wandb(summary: dict, videos: dict[str, Path], out: Path, ckpt: Path) ->
     run = wandb.init(
         project="bridge", name=f"eval-{_run_dir(ckpt).name}-{ckpt.stem}", job_type="eval", dir=str(out),
         mode="offline" if wandb_offline() else "online",
-        config={k: summary[k] for k in ("checkpoint", "world", "env", "seeds")},
+        config={k: summary[k] for k in ("checkpoint", "world", "env", "seeds", "temperature")},
     )  # fmt: skip
     columns = ["condition", "success_rate", "ci95_low", "ci95_high", "mean_steps_to_success", "mean_steps"]
     table = wandb.Table(columns=columns)

@@ -219,23 +219,39 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         return LossOutput(loss, self.action_norm.unnormalize(first), logits, labels)
 
     @torch.no_grad()
-    def predict(self, images: Tensor, states: Tensor, tasks: list[str]) -> Tensor:
+    def predict(
+        self, images: Tensor, states: Tensor, tasks: list[str], temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:  # fmt: skip
         """Actions for the next ``chunk_size`` steps: (B, k, action_dim) in env units inside the action space, or
-        (B, k) action indices in a world of discrete actions (the most likely one)."""
+        (B, k) action indices in a world of discrete actions.
+
+        ``temperature`` 0 takes the most likely action (bin); above 0 draws it from softmax(logits / temperature),
+        with ``generator`` (temperature 1 is the distribution cross-entropy fitted to the expert's actions).
+        """
         if states.numel() and not torch.isfinite(states).all():  # here, not in forward: no sync per training step
             raise ConfigError("the agent states hold NaN or inf values; pass the world's observation.state as it is")
+        if temperature < 0 or (temperature > 0 and self.config.head == "continuous"):
+            raise ConfigError(
+                f"temperature={temperature}: it must be >= 0, and a continuous head predicts one action, with no "
+                "distribution to draw from; use temperature 0, or a bins or categorical head"
+            )
         out = self(images, states, tasks)
+        if self.config.head == "continuous":
+            return self.action_norm.unnormalize(out.clamp(-1, 1)).clamp(-1, 1)
+        choice = out.argmax(-1) if temperature == 0 else draw(out / temperature, generator)
         if self.config.head == "categorical":
-            return out.argmax(-1)
-        actions = self.bins.decode(out.argmax(-1)) if self.config.head == "bins" else out.clamp(-1, 1)
-        return self.action_norm.unnormalize(actions).clamp(-1, 1)
+            return choice
+        return self.action_norm.unnormalize(self.bins.decode(choice)).clamp(-1, 1)
 
-    def as_agent(self):
+    def as_agent(self, temperature: float = 0.0, seed: int = 0):
         """This policy as an evaluation agent ``(observations, info) -> actions (n, action_dim)`` (or (n,) indices).
 
         Receding horizon: of each predicted chunk only the first action is executed, and the policy is
-        queried again on the next frame.
+        queried again on the next frame. ``temperature`` as in :meth:`predict`; the draws are seeded by ``seed``,
+        so an evaluation gives the same numbers each time it is run.
         """
+        generator = torch.Generator(self.pixel_mean.device).manual_seed(seed)
 
         def act(obs: dict, info: dict) -> np.ndarray:
             device = self.pixel_mean.device
@@ -245,7 +261,7 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             states = torch.as_tensor(
                 np.asarray(obs.get("state", np.zeros((len(images), 0), np.float32))), device=device
             )
-            actions = self.predict(images, states, list(obs["task"]))[:, 0]
+            actions = self.predict(images, states, list(obs["task"]), temperature, generator)[:, 0]
             self.train(was_training)
             return actions.cpu().numpy()
 
@@ -313,3 +329,10 @@ def sincos_2d(height: int, width: int, dim: int) -> Tensor:
         angle = pos.float()[:, None] * omega[None]
         parts += [angle.sin(), angle.cos()]
     return torch.cat(parts, dim=1)
+
+
+def draw(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One index per row of ``logits`` (..., n), drawn from their softmax. torch.distributions.Categorical would
+    do it too, but takes no generator, and seeded draws make an evaluation repeatable."""
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])

@@ -77,3 +77,11 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
     saved = json.loads((tmp_path / "run" / "eval" / "last_temperature1" / "results.json").read_text())
     assert saved["temperature"] == 1.0 and saved["results"] == drawn["results"]
     assert vla_eval("--temperature", "1", "--conditions", "policy")["results"] == drawn["results"]
+    # The two ways of acting, compared episode by episode on the same scenes.
+    args = parser.parse_args(
+        ["vla", "compare", "--arm", "argmax", str(tmp_path / "eval" / "results.json"),
+         "--arm", "drawn", str(tmp_path / "run" / "eval" / "last_temperature1" / "results.json")]
+    )  # fmt: skip
+    arms = args.func(args)["arms"]
+    assert arms["argmax"]["mean"] == pytest.approx(results["policy"]["success_rate"])
+    assert arms["drawn"]["mean"] == pytest.approx(drawn["results"]["policy"]["success_rate"])

@@ -1,5 +1,6 @@
-"""``python -m bridge vla collect|eval|export|worlds``: expert demonstrations, closed-loop evaluation of a
-trained policy, a checkpoint as a ``save_pretrained`` folder, and the worlds there are.
+"""``python -m bridge vla collect|eval|compare|export|worlds``: expert demonstrations, closed-loop evaluation of a
+trained policy, arms of evaluations compared, a checkpoint as a ``save_pretrained`` folder, and the worlds there
+are.
 
 ``register(subparsers)`` adds the ``vla`` command to bridge's argparse parser. Heavy imports (torch,
 transformers, datasets, the worlds' simulators) happen inside the handlers, so ``python -m bridge --help``
@@ -69,6 +70,17 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=evaluate_checkpoint)
 
+    p = commands.add_parser(
+        "compare", help="arms of `vla eval` results: success intervals over runs and episodes, paired differences"
+    )
+    p.add_argument(
+        "--arm", nargs="+", action="append", required=True, metavar=("NAME", "RESULTS"),
+        help="an arm's name and its results.json files, one per training run; arms are paired file by file",
+    )  # fmt: skip
+    p.add_argument("--condition", default="policy", choices=CONDITIONS, help="the condition compared")
+    p.add_argument("--out", default=None, help="also write the comparison to this JSON file")
+    p.set_defaults(func=compare)
+
     p = commands.add_parser("export", help="a VLA checkpoint as a folder that Policy.from_pretrained loads")
     p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)")
     p.add_argument("--out", required=True, help="the folder (config.json, model.safetensors, tokenizer files)")
@@ -108,6 +120,45 @@ def collect(args: argparse.Namespace) -> Path:
         f"(expert failures dropped: {meta['failed_episodes']})"
     )
     return out
+
+
+def compare(args: argparse.Namespace) -> dict:
+    """Print each arm's success interval and each pair's difference with its verdict; return them as data."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bridge.vla.comparison import compare_arms
+
+    arms = {}
+    for name, *files in args.arm:
+        if not files or name in arms:
+            raise ConfigError(f"--arm {name}: give each arm a new name and at least one results.json after it")
+        arms[name] = [Path(f) for f in files]
+    intervals, comparisons = compare_arms(arms, args.condition)
+    console = Console()
+    table = Table(title=f"{args.condition} success: mean [95% CI] over runs and episodes")
+    for column in ("arm", "runs", "success", "95% CI"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for name, i in intervals.items():
+        table.add_row(name, str(len(arms[name])), f"{i.mean:.1%}", f"{i.low:.1%} - {i.high:.1%}")
+    console.print(table)
+    for c in comparisons:
+        d = c.difference
+        console.print(
+            f"{c.a} - {c.b}: {d.mean:+.1%} [{d.low:+.1%}, {d.high:+.1%}], P({c.a} > {c.b}) = "
+            f"{c.probability_of_improvement:.2f}: {c.verdict}"
+        )
+    summary = {
+        "condition": args.condition,
+        "arms": {name: {"results": [str(f) for f in arms[name]], **asdict(i)} for name, i in intervals.items()},
+        "comparisons": [asdict(c) for c in comparisons],
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def export(args: argparse.Namespace) -> Path:
@@ -193,12 +244,13 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         "episodes_per_seed": args.episodes,
         "seeds": args.seeds,
         "temperature": args.temperature,
+        "episode_seeds": [ep.seed for ep in next(iter(episodes.values()))],  # the scenes, for `vla compare`
         "results": {
             name: {
                 "success_rate": r.success_rate, "successes": r.successes, "episodes": r.episodes, "ci95": list(r.ci95),
                 "per_seed": r.per_seed,
                 "mean_steps_to_success": None if math.isnan(r.mean_steps_to_success) else r.mean_steps_to_success,
-                "mean_steps": r.mean_steps,
+                "mean_steps": r.mean_steps, "episode_success": [int(ep.success) for ep in episodes[name]],
             }
             for name, r in results.items()
         },

@@ -238,7 +238,7 @@ def test_temperature_draws_the_action_from_the_heads_softmax_and_zero_takes_the_
         assert torch.allclose(frequencies, (logits / temperature).softmax(-1), atol=0.02), (temperature, frequencies)
         again = policy.predict(images, states, tasks, temperature, torch.Generator().manual_seed(0))[:, 0]
         assert torch.equal(drawn, again)  # seeded: an evaluation repeats
-    with pytest.raises(ConfigError, match="temperature=-1.0: it must be >= 0"):
+    with pytest.raises(ConfigError, match=r"temperature must be >= 0 \(0: the most likely action\), got -1.0"):
         policy.predict(images[:2], states[:2], tasks[:2], temperature=-1.0)
 
 

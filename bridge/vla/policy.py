@@ -231,10 +231,12 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         """
         if states.numel() and not torch.isfinite(states).all():  # here, not in forward: no sync per training step
             raise ConfigError("the agent states hold NaN or inf values; pass the world's observation.state as it is")
-        if temperature < 0 or (temperature > 0 and self.config.head == "continuous"):
+        if temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (0: the most likely action), got {temperature}")
+        if temperature > 0 and self.config.head == "continuous":
             raise ConfigError(
-                f"temperature={temperature}: it must be >= 0, and a continuous head predicts one action, with no "
-                "distribution to draw from; use temperature 0, or a bins or categorical head"
+                "a continuous head predicts one action, with no distribution to draw from; use temperature 0, or "
+                "a bins or categorical head"
             )
         out = self(images, states, tasks)
         if self.config.head == "continuous":

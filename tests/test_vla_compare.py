@@ -13,12 +13,12 @@ from bridge.errors import ConfigError
 from bridge.vla.cli import register
 
 
-def results(path: Path, success: np.ndarray, seeds: list[int] | None = None) -> Path:
+def results(path: Path, success: np.ndarray, seeds: list[int] | None = None, world: str = "babyai:GoToLocal") -> Path:
     """A results.json as `vla eval` writes it, with only what the comparison reads."""
     seeds = list(range(10**9, 10**9 + len(success))) if seeds is None else seeds
     policy = {"success_rate": float(np.mean(success)), "episode_success": [int(s) for s in success]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"episode_seeds": seeds, "results": {"policy": policy}}))
+    path.write_text(json.dumps({"world": world, "episode_seeds": seeds, "results": {"policy": policy}}))
     return path
 
 
@@ -63,6 +63,9 @@ def test_results_that_cannot_be_paired_are_refused_with_the_fix(tmp_path):
         vla_compare("--arm", "a", a[0], str(other))
     with pytest.raises(ConfigError, match="evaluated on other episodes than the first arm"):
         vla_compare("--arm", "a", a[0], "--arm", "b", str(other))
+    elsewhere = results(tmp_path / "elsewhere.json", np.ones(300), world="babyai:PickupLoc")  # the same seeds
+    with pytest.raises(ConfigError, match="different episodes"):
+        vla_compare("--arm", "a", a[0], str(elsewhere))
     with pytest.raises(ConfigError, match="has no 'blank' condition; evaluate it with --conditions blank"):
         vla_compare("--arm", "a", *a, "--condition", "blank")
     old = tmp_path / "old.json"

@@ -18,9 +18,9 @@ from bridge.analysis.comparisons import Comparison, Interval, compare, interval
 from bridge.errors import ConfigError
 
 
-def arm_scores(paths: list[Path], condition: str = "policy") -> tuple[np.ndarray, list[int]]:
-    """One arm's (runs, episodes) matrix of successes for ``condition``, and the seeds of its episodes."""
-    rows, seeds = [], None
+def arm_scores(paths: list[Path], condition: str = "policy") -> tuple[np.ndarray, tuple]:
+    """One arm's (runs, episodes) matrix of successes for ``condition``, and its scenes: (world, episode seeds)."""
+    rows, scenes = [], None
     for path in paths:
         if not path.is_file():
             raise ConfigError(f"{path} does not exist; pass the results.json files `vla eval` wrote")
@@ -30,15 +30,15 @@ def arm_scores(paths: list[Path], condition: str = "policy") -> tuple[np.ndarray
             raise ConfigError(f"{path} has no {condition!r} condition; evaluate it with --conditions {condition}")
         if "episode_success" not in result:
             raise ConfigError(f"{path} predates per-episode results; run `vla eval` on its checkpoint again")
-        if seeds is None:
-            seeds, first = data["episode_seeds"], path
-        elif data["episode_seeds"] != seeds:
+        if scenes is None:
+            scenes, first = (data["world"], data["episode_seeds"]), path
+        elif (data["world"], data["episode_seeds"]) != scenes:
             raise ConfigError(
                 f"{path} and {first} were evaluated on different episodes; pairing needs the same scenes: "
                 "run `vla eval` with the same world, --episodes and --seeds"
             )
         rows.append(result["episode_success"])
-    return np.array(rows, dtype=np.float64), seeds
+    return np.array(rows, dtype=np.float64), scenes
 
 
 def compare_arms(
@@ -50,11 +50,11 @@ def compare_arms(
         raise ConfigError(
             f"arms are paired run by run, so each needs as many results; got {sizes}: add or drop runs until they match"
         )
-    scores, seeds = {}, None
+    scores, scenes = {}, None
     for name, paths in arms.items():
-        scores[name], arm_seeds = arm_scores(paths, condition)
-        if seeds is not None and arm_seeds != seeds:
+        scores[name], arm_scenes = arm_scores(paths, condition)
+        if scenes is not None and arm_scenes != scenes:
             raise ConfigError(f"arm {name!r} was evaluated on other episodes than the first arm; use the same scenes")
-        seeds = arm_seeds
+        scenes = arm_scenes
     intervals = {name: interval(s) for name, s in scores.items()}
     return intervals, [compare(a, scores[a], b, scores[b]) for a, b in combinations(scores, 2)]

@@ -72,6 +72,8 @@ def test_results_that_cannot_be_paired_are_refused_with_the_fix(tmp_path):
     old.write_text(json.dumps({"results": {"policy": {"success_rate": 0.5}}}))
     with pytest.raises(ConfigError, match="predates per-episode results"):
         vla_compare("--arm", "a", str(old))
+    with pytest.raises(ConfigError, match="is not JSON; pass the results.json files"):
+        vla_compare("--arm", "a", str(Path(__file__)))
     with pytest.raises(ConfigError, match="does not exist"):
         vla_compare("--arm", "a", str(tmp_path / "missing.json"))
     with pytest.raises(ConfigError, match="at least one results.json"):

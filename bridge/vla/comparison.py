@@ -24,7 +24,10 @@ def arm_scores(paths: list[Path], condition: str = "policy") -> tuple[np.ndarray
     for path in paths:
         if not path.is_file():
             raise ConfigError(f"{path} does not exist; pass the results.json files `vla eval` wrote")
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError(f"{path} is not JSON; pass the results.json files `vla eval` wrote") from None
         result = data.get("results", {}).get(condition)
         if result is None:
             raise ConfigError(f"{path} has no {condition!r} condition; evaluate it with --conditions {condition}")

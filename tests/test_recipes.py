@@ -15,7 +15,7 @@ import torch
 import recipes
 from bridge.cli import main
 from bridge.errors import ConfigError, UnknownNameError
-from bridge.lit.classifier import build_schedule
+from bridge.lit.schedule import build_schedule
 from bridge.lit.trainer import build_trainer
 from recipes import kit
 

@@ -8,11 +8,12 @@ import lightning as L
 import pytest
 import timm
 import torch
+from lightning.pytorch.callbacks import Timer
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from bridge.lit import BackboneFreeze, GradientFlowMonitor, ImageClassifier, NonFiniteLossError
-from bridge.lit.classifier import build_schedule
+from bridge.lit.schedule import build_schedule, cosine
 
 
 class TinyData(L.LightningDataModule):
@@ -69,6 +70,57 @@ def test_multistep_schedule_with_warmup_follows_the_paper_recipe():
     assert lrs[0] == pytest.approx(0.01)  # warm-up starts at lr / 10
     assert lrs[10] == pytest.approx(0.1) and lrs[49] == pytest.approx(0.1)
     assert lrs[50] == pytest.approx(0.01) and lrs[75] == pytest.approx(0.001)
+
+
+def test_budget_cosine_follows_steps_like_torchs_and_ends_with_the_time_budget():
+    spent = 0.0
+    param = torch.nn.Parameter(torch.zeros(1))
+    ours, reference = torch.optim.SGD([param], lr=0.1), torch.optim.SGD([param], lr=0.1)
+    schedule = build_schedule(ours, "cosine_budget", total_steps=100, time_spent=lambda: spent)
+    torch_cosine = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=100)
+    for _ in range(30):
+        assert ours.param_groups[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"])
+        schedule.step()
+        torch_cosine.step()
+    spent = 0.5  # half the time gone after 30 of 100 steps: the clock sets the pace
+    schedule.step()
+    assert ours.param_groups[0]["lr"] == pytest.approx(0.05)
+    spent = 1.0
+    schedule.step()
+    assert ours.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+class StepClock(Timer):
+    """Lightning's Timer on a clock that moves 0.1 s per training step, so a 1-second budget is 10 steps."""
+
+    def __init__(self) -> None:
+        super().__init__(duration={"seconds": 1}, interval="step")
+        self.steps = 0
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return 0.1 * self.steps
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        self.steps += 1
+        super().on_train_batch_end(trainer, *args, **kwargs)
+
+
+def test_a_run_stopped_by_its_time_budget_ends_annealed(tmp_path):
+    """max_steps far out of reach: only the clock can bring the cosine down, and it does, in step with it."""
+    lrs = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = ImageClassifier("lenet5", num_classes=3, in_chans=3, optimizer=adamw, lr_schedule="cosine_budget")
+    t = trainer(tmp_path, max_epochs=-1, max_steps=10**6, limit_val_batches=0, callbacks=[StepClock(), RecordLR()])
+    t.fit(module, TinyData())
+    assert t.global_step == 10
+    # The schedule steps before the clock reads the step's end: the learning rate of step i follows step i - 1.
+    expected = [3e-3] + [3e-3 * cosine(0.1 * (i - 1)) for i in range(1, 10)]
+    assert lrs == pytest.approx(expected)
+    assert t.optimizers[0].param_groups[0]["lr"] < 0.03 * 3e-3
 
 
 def test_backbone_lr_scale_gives_the_backbone_its_own_learning_rate(tmp_path):

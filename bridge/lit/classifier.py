@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from bridge.errors import BridgeError, ConfigError
+from bridge.lit.schedule import build_schedule, time_spent
 from bridge.models import create_model, import_weights
 
 
@@ -28,9 +29,11 @@ class ImageClassifier(L.LightningModule):
     """Train any ``bridge.create_model`` name (``resnet20``) or ``timm:<name>`` on image classification.
 
     ``optimizer`` comes from the config (``class_path: torch.optim.AdamW``...). The schedule is stepped per
-    iteration: optional linear warm-up, then constant, cosine to zero, or multistep (``milestones`` in
-    iterations, as in the ResNet paper). ``backbone_lr_scale`` multiplies the learning rate of everything but
-    the classifier; ``freeze_bn`` keeps BatchNorm statistics and affine weights fixed (small-batch fine-tuning).
+    iteration: optional linear warm-up, then constant, cosine to zero at ``max_steps`` (``cosine_budget``: at
+    ``max_steps`` or ``max_time``, whichever ends training; :mod:`bridge.lit.schedule`), or multistep
+    (``milestones`` in iterations, as in the ResNet paper). ``backbone_lr_scale`` multiplies the learning rate of
+    everything but the classifier; ``freeze_bn`` keeps BatchNorm statistics and affine weights fixed (small-batch
+    fine-tuning).
     """
 
     # The best checkpoint is chosen on validation loss, not accuracy: on a small validation split (180
@@ -46,7 +49,7 @@ class ImageClassifier(L.LightningModule):
         pretrained: bool = False,
         pretrained_file: str | None = None,
         optimizer: OptimizerCallable = default_optimizer,
-        lr_schedule: Literal["constant", "cosine", "multistep"] = "cosine",
+        lr_schedule: Literal["constant", "cosine", "cosine_budget", "multistep"] = "cosine",
         milestones: list[int] | None = None,
         gamma: float = 0.1,
         warmup_steps: int = 0,
@@ -100,6 +103,7 @@ class ImageClassifier(L.LightningModule):
             warmup_steps=self.hparams.warmup_steps,
             milestones=self.hparams.milestones or [],
             gamma=self.hparams.gamma,
+            time_spent=lambda: time_spent(self.trainer),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -174,28 +178,3 @@ def build_model(
             f"checkpoint) or use model: timm:{name}"
         )
     return model
-
-
-def build_schedule(
-    optimizer: torch.optim.Optimizer,
-    kind: str,
-    total_steps: int,
-    warmup_steps: int = 0,
-    milestones: list[int] | tuple[int, ...] = (),
-    gamma: float = 0.1,
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-iteration schedule from torch's own schedulers: linear warm-up, then constant/cosine/multistep."""
-    sched = torch.optim.lr_scheduler
-    after = max(1, total_steps - warmup_steps)
-    if kind == "constant":
-        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    elif kind == "cosine":
-        main = sched.CosineAnnealingLR(optimizer, T_max=after)
-    elif kind == "multistep":
-        main = sched.MultiStepLR(optimizer, milestones=[m - warmup_steps for m in milestones], gamma=gamma)
-    else:
-        raise ConfigError(f"lr_schedule must be constant, cosine or multistep, got {kind!r}")
-    if warmup_steps <= 0:
-        return main
-    warmup = sched.LinearLR(optimizer, start_factor=0.1, total_iters=warmup_steps)
-    return sched.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])

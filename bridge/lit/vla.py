@@ -13,7 +13,8 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
 from bridge.errors import ConfigError
-from bridge.lit.classifier import NonFiniteLossError, build_schedule
+from bridge.lit.classifier import NonFiniteLossError
+from bridge.lit.schedule import build_schedule, time_spent
 from bridge.vla.config import PolicyConfig, config_mismatch
 from bridge.vla.evaluate import evaluate
 from bridge.vla.language import wrap_tokenizer
@@ -28,12 +29,13 @@ def default_optimizer(params) -> torch.optim.Optimizer:
 class VLAPolicy(L.LightningModule):
     """Train a :class:`~bridge.vla.policy.Policy` on :class:`~bridge.vla.demos.DemoDataModule` demonstrations.
 
-    ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the
-    encoder's learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes
-    it). ``rollout_episodes`` > 0 also runs that many closed-loop episodes (on the world's validation scenes,
-    never the evaluation's) after each validation epoch and logs ``val/success``, which then picks the best
-    checkpoint; otherwise ``val/loss`` does. ``fit`` fills ``policy.world_options`` (the options of the world
-    ``policy.world`` names) from the demo set, so the checkpoint acts in the world it was trained in.
+    ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the encoder's
+    learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes it). ``lr_schedule:
+    cosine_budget`` ends the cosine at ``max_steps`` or ``max_time``, whichever ends training
+    (:mod:`bridge.lit.schedule`). ``rollout_episodes`` > 0 also runs that many closed-loop episodes (on the world's
+    validation scenes, never the evaluation's) after each validation epoch and logs ``val/success``, which then
+    picks the best checkpoint; otherwise ``val/loss`` does. ``fit`` fills ``policy.world_options`` (the options of
+    the world ``policy.world`` names) from the demo set, so the checkpoint acts in the world it was trained in.
     ``policy.save_pretrained(folder)`` exports the trained policy for ``bridge.vla.loading.load_policy`` /
     ``Policy.from_pretrained``.
     """
@@ -43,7 +45,7 @@ class VLAPolicy(L.LightningModule):
         policy: PolicyConfig | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         encoder_lr_scale: float = 1.0,
-        lr_schedule: Literal["constant", "cosine", "multistep"] = "cosine",
+        lr_schedule: Literal["constant", "cosine", "cosine_budget", "multistep"] = "cosine",
         warmup_steps: int = 0,
         rollout_episodes: int = 0,
     ) -> None:
@@ -151,8 +153,9 @@ class VLAPolicy(L.LightningModule):
         if encoder:
             optimizer.param_groups[1]["lr"] *= self.hparams.encoder_lr_scale
         scheduler = build_schedule(
-            optimizer, self.hparams.lr_schedule, int(self.trainer.estimated_stepping_batches), self.hparams.warmup_steps
-        )
+            optimizer, self.hparams.lr_schedule, int(self.trainer.estimated_stepping_batches),
+            self.hparams.warmup_steps, time_spent=lambda: time_spent(self.trainer),
+        )  # fmt: skip
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- steps ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Timer
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
+from bridge.errors import ConfigError
 from bridge.lit import BackboneFreeze, GradientFlowMonitor, ImageClassifier, NonFiniteLossError
 from bridge.lit.schedule import build_schedule, cosine
 
@@ -88,6 +89,12 @@ def test_budget_cosine_follows_steps_like_torchs_and_ends_with_the_time_budget()
     spent = 1.0
     schedule.step()
     assert ours.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_unknown_schedule_is_refused_with_the_choices_named():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ConfigError, match="constant, cosine, cosine_budget or multistep, got 'cosine-budget'"):
+        build_schedule(optimizer, "cosine-budget", total_steps=100)
 
 
 class StepClock(Timer):

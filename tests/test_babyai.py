@@ -166,6 +166,21 @@ def test_a_noisy_bot_executes_random_moves_and_records_its_own_actions():
     assert meta["expert"]["noise"] == 0.3
 
 
+def test_collection_in_two_processes_records_the_same_episodes_as_in_one():
+    # One environment per process and 40 episodes: three blocks of 16 seeds, so both processes take blocks. A
+    # noisy bot draws its moves from the block's own seed: the episodes cannot depend on who ran the block.
+    runs = [collect_demos(40, world="babyai:GoToRedBallGrey", noise=0.3, num_envs=1, workers=w, progress=False)
+            for w in (1, 2)]  # fmt: skip
+    (one, meta_one), (two, meta_two) = runs
+    assert meta_one == meta_two and meta_one["num_episodes"] == 40
+    for column in ("action", "task", "episode_index", "frame_index"):
+        assert one[column] == two[column]
+    frames = [np.stack(dataset.with_format("numpy")["observation.image"]) for dataset in (one, two)]
+    assert np.array_equal(*frames)
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        collect_demos(1, world="babyai:GoToRedBallGrey", workers=0)
+
+
 def test_the_bot_runs_only_for_the_expert():
     envs = []
 

@@ -34,7 +34,8 @@ def register(subparsers) -> None:
         "--noise", type=non_negative_float, default=None,
         help="the expert's action noise (default: the world's): Reach's std per axis, BabyAI's chance of a random move",
     )  # fmt: skip
-    p.add_argument("--num-envs", type=positive_int, default=16, help="episodes stepped together")
+    p.add_argument("--num-envs", type=positive_int, default=16, help="episodes stepped together, per process")
+    p.add_argument("--workers", type=positive_int, default=None, help="processes that collect (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=collect)
 
@@ -112,7 +113,7 @@ def collect(args: argparse.Namespace) -> Path:
     check_writable(out, DEMOS, args.overwrite)  # before minutes of collection, not after
     dataset, meta = collect_demos(
         args.episodes, parse_options(args.env), seed=args.seed, noise=args.noise, num_envs=args.num_envs,
-        world=args.world,
+        world=args.world, workers=args.workers,
     )  # fmt: skip
     save_demos(dataset, meta, out, overwrite=args.overwrite)
     print(

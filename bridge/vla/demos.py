@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 from bridge.runs import check_writable, folder_kind, replace_folder
 from bridge.vla.actions import chunk_indices, history_indices
-from bridge.vla.rollout import rollouts
+from bridge.vla.collect import default_workers, expert_episodes
 from bridge.vla.spaces import ActionSpace, ObservationSpec
 from bridge.vla.world import World
 from bridge.vla.worlds import get_world
@@ -58,6 +58,7 @@ def collect_demos(
     num_envs: int = 16,
     progress: bool = True,
     world: str | World = "reach",
+    workers: int | None = None,
 ) -> tuple[Dataset, dict]:
     """``episodes`` successful expert episodes of ``world`` (seeds ``seed``, ``seed + 1``, ...) and their ``meta``.
 
@@ -65,12 +66,15 @@ def collect_demos(
     executes the expert's actions, and each frame records what the expert's ``label`` names for it (for
     Reach the noise-free command, DART). The rare failed episode is dropped and the next seed used, so
     behaviour cloning never imitates a failure. Seeds stay below the world's validation and evaluation
-    seeds.
+    seeds. ``workers`` processes (None: one per core) share the seeds; the episodes do not depend on how many.
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1 (processes that collect), got {workers}")
     world = get_world(world, **(env_config or {}))
-    expert = world.expert(seed=seed, noise=noise)
+    expert = world.expert(seed=seed, noise=noise)  # checks the noise here, before any process starts
+    workers = workers or default_workers()
     kept, failed, next_seed = [], 0, seed
     with tqdm(total=episodes, desc="collecting demos", unit="ep", disable=not progress) as bar:
         while len(kept) < episodes:
@@ -82,12 +86,10 @@ def collect_demos(
                     f"seeds start (its evaluation seeds at {world.eval_seed_offset:,}); collect fewer episodes or "
                     "from a lower --seed"
                 )
-            for ep in rollouts(expert, seeds, world, num_envs, record=need, label=expert.label):
-                if ep.success:
-                    kept.append(ep)
-                    bar.update()
-                else:
-                    failed += 1
+            for block, block_failed in expert_episodes(world, seeds, noise, num_envs, workers):
+                kept += block
+                failed += block_failed
+                bar.update(len(block))
             next_seed += need
             if failed > episodes:
                 raise RuntimeError(f"the expert failed {failed} episodes; check the world's options {world}")

@@ -195,6 +195,7 @@ BAD = {
     "collect-episodes-zero": ("vla collect --episodes 0 --out runs/demos", r"--episodes.*1 or more"),
     "collect-episodes-negative": ("vla collect --episodes -5 --out runs/demos", r"--episodes.*1 or more"),
     "collect-num-envs-zero": ("vla collect --episodes 2 --num-envs 0 --out runs/demos", r"--num-envs.*1 or more"),
+    "collect-workers-zero": ("vla collect --episodes 2 --workers 0 --out runs/demos", r"--workers.*1 or more"),
     "collect-noise-nan": ("vla collect --episodes 2 --noise nan --out runs/demos", r"--noise.*finite number"),
     "collect-noise-negative": ("vla collect --episodes 2 --noise -1 --out runs/demos", r"--noise.*0 or more"),
     "collect-env-not-a-pair": ("vla collect --episodes 2 --env image_size --out runs/demos", r"KEY=VALUE"),

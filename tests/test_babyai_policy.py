@@ -85,3 +85,24 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
     arms = args.func(args)["arms"]
     assert arms["argmax"]["mean"] == pytest.approx(results["policy"]["success_rate"])
     assert arms["drawn"]["mean"] == pytest.approx(drawn["results"]["policy"]["success_rate"])
+
+
+def test_bf16_autocast_trains_a_resnet_policy_and_keeps_float32_weights(tmp_path):
+    """``--trainer.precision bf16-mixed`` on the CPU (faster with AMX: benchmarks/cpu_bf16.py) runs the policy's
+    forward pass in bfloat16, the ResNet's convolutions and the trunk's attention among it, and saves float32
+    weights that ``vla eval`` loads as any others."""
+    BridgeCLI(
+        args=[
+            "fit", "--config", str(ROOT / "configs/vla_babyai_gotolocal.yaml"), *TINY,
+            "--model.init_args.policy.encoder", "resnet20",
+            "--model.init_args.policy.encoder_kwargs", '{"stem": "imagenet", "layers": [1, 1], "widths": [8, 16]}',
+            "--trainer.precision", "bf16-mixed",
+            "--data.init_args.path", str(tmp_path / "demos"), "--trainer.default_root_dir", str(tmp_path / "run"),
+        ]
+    )  # fmt: skip
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    weights = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {torch.float32}
+    policy = load_policy(checkpoint)
+    assert policy.config.encoder == "resnet20"
+    assert all(torch.isfinite(p).all() for p in policy.parameters())

@@ -18,13 +18,15 @@ Run it with::
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 
 import torch
 import yaml
-from frame_sharing import CONFIG, demos_path, endless, time_steps, timing_parser
+from frame_sharing import CONFIG, demos_path, endless, run, time_steps, timing_parser
 
+from bridge.models import model_info
 from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, load_demos
 from bridge.vla.policy import Policy
@@ -32,15 +34,27 @@ from bridge.vla.policy import Policy
 SIDES = {"float32": False, "bf16 autocast": True}
 
 
+def yaml_mapping(text: str) -> dict:
+    """``--encoder-kwargs``: a YAML mapping, checked as it is parsed."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a YAML mapping such as '{{widths: [16, 32]}}', got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = timing_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", help="a registered encoder in place of the config's")
-    parser.add_argument("--encoder-kwargs", type=yaml.safe_load, help="its keyword arguments, as YAML")
+    parser.add_argument("--encoder-kwargs", type=yaml_mapping, help="its keyword arguments, as YAML")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(CONFIG.read_text())
     data, policy_options = config["data"]["init_args"], config["model"]["init_args"]["policy"]
     if args.encoder:
+        model_info(args.encoder)  # an unknown name stops here, before the demos load
         policy_options.update(encoder=args.encoder, encoder_kwargs=args.encoder_kwargs or {})
     with tempfile.TemporaryDirectory() as tmp:
         path = demos_path(args.demos, data, tmp)
@@ -72,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

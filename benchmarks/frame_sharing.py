@@ -20,11 +20,13 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import yaml
 
+from bridge.errors import BridgeError
 from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
 from bridge.vla.policy import Policy
@@ -78,6 +80,14 @@ def timing_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark: a bad input (no demo set there, an unknown encoder) ends as one line that names the fix."""
+    try:
+        main()
+    except BridgeError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def main() -> None:
     parser = timing_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args()
@@ -119,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,0 +1,39 @@
+"""The policy-step benchmarks refuse bad input with one line that names the fix, before any timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("script", ["frame_sharing.py", "cpu_bf16.py"])
+def test_a_missing_demo_set_ends_with_the_collect_command(script, tmp_path):
+    done = run_benchmark(script, "--demos", str(tmp_path / "none"))
+    assert done.returncode == 1
+    assert "error: no demo set at" in done.stderr and "vla collect" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("kwargs", ["{widths: [16", "[16, 32]"])
+def test_encoder_kwargs_must_be_a_yaml_mapping(kwargs):
+    done = run_benchmark("cpu_bf16.py", "--encoder", "resnet20", "--encoder-kwargs", kwargs)
+    assert done.returncode == 2
+    assert "--encoder-kwargs: must be a YAML mapping such as '{widths: [16, 32]}'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_encoder_names_the_close_ones_before_the_demos_load(tmp_path):
+    done = run_benchmark("cpu_bf16.py", "--encoder", "resnet2O", "--demos", str(tmp_path / "none"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "unknown model 'resnet2O'; did you mean" in done.stderr and "resnet20" in done.stderr

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m bridge run lineage --preset tiny
+	$(PY) -m bridge run lineage --preset tiny --readme README.md
 
 # Style and import direction first (seconds), then the suite.
 test: install

@@ -27,9 +27,9 @@ import yaml
 from frame_sharing import CONFIG, demos_path, endless, run, time_steps, timing_parser
 
 from bridge.models import model_info
-from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, load_demos
-from bridge.vla.policy import Policy
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.modeling import Policy
 
 SIDES = {"float32": False, "bf16 autocast": True}
 
@@ -60,7 +60,7 @@ def main() -> None:
         path = demos_path(args.demos, data, tmp)
         meta = load_demos(path)[1]
         dm = DemoDataModule(
-            path=path, world=meta["world"], episodes=None, env=data["env"], val_fraction=0,
+            path=path, world=meta["world"], episodes=None, world_options=data["world_options"], val_fraction=0,
             batch_size=data["batch_size"], batch_by=data["batch_by"],
         )  # fmt: skip
         dm.setup("fit")

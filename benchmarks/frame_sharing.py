@@ -27,9 +27,10 @@ import torch
 import yaml
 
 from bridge.errors import BridgeError
-from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
-from bridge.vla.policy import Policy
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.modeling import Policy
+from bridge.vla.worlds import get_world
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vla_babyai_gotolocal.yaml"
 MODES = ("frame", "episode")
@@ -66,7 +67,7 @@ def demos_path(demos: str | None, data: dict, tmp: str) -> str:
     """The demo set given, or 1,000 episodes of the config's level collected into ``tmp``."""
     if demos is not None:
         return demos
-    dataset, meta = collect_demos(1000, data["env"], world=data["world"])
+    dataset, meta = collect_demos(get_world(data["world"], **data["world_options"]), 1000)
     return str(save_demos(dataset, meta, Path(tmp) / "demos"))
 
 
@@ -100,7 +101,7 @@ def main() -> None:
         loaders, policies = {}, {}
         for mode in MODES:
             dm = DemoDataModule(
-                path=path, world=meta["world"], episodes=None, env=data["env"], val_fraction=0,
+                path=path, world=meta["world"], episodes=None, world_options=data["world_options"], val_fraction=0,
                 batch_size=data["batch_size"], batch_by=mode,
             )  # fmt: skip
             dm.setup("fit")

@@ -18,13 +18,22 @@ from pathlib import Path
 import numpy as np
 from jsonargparse.typing import PositiveInt
 
-from bridge.analysis.comparisons import compare
+from bridge.analysis.bootstrap import compare
 from bridge.analysis.plots import plot_error_curves
 from bridge.analysis.tables import markdown_table
 from bridge.data import ImageDataModule
 from bridge.errors import ConfigError
 from recipes import kit
-from recipes.compare import Recipe, Result, Run, add_seed_arguments, error_curves, final_errors, seed_list, train_all
+from recipes.classifier_sweep import (
+    Recipe,
+    Result,
+    Run,
+    add_seed_arguments,
+    error_curves,
+    final_errors,
+    seed_list,
+    train_all,
+)
 
 
 @dataclass(frozen=True)

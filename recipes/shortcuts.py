@@ -18,7 +18,7 @@ from bridge.analysis.plots import plot_error_curves
 from bridge.analysis.tables import markdown_table
 from bridge.data import ImageDataModule
 from recipes import kit
-from recipes.compare import Recipe, Run, add_seed_arguments, error_curves, final_errors, seed_list, train_all
+from recipes.classifier_sweep import Recipe, Run, add_seed_arguments, error_curves, final_errors, seed_list, train_all
 
 
 def main(argv: list[str] | None = None) -> None:

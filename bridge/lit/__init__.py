@@ -3,7 +3,7 @@
 from bridge.lit.callbacks import LastCheckpoint, LogCheckpointPaths
 from bridge.lit.classifier import ImageClassifier, NonFiniteLossError
 from bridge.lit.finetuning import BackboneFreeze
-from bridge.lit.gradient_flow import GradientFlowMonitor
+from bridge.lit.gradient_monitor import GradientFlowMonitor
 
 __all__ = [
     "BackboneFreeze",

@@ -5,8 +5,8 @@ A Trainer stops at ``max_steps`` or at ``max_time``, whichever comes first. ``co
 and training ends with the learning rate still well above zero. ``cosine_budget`` follows *progress* instead,
 the further along of steps over ``max_steps`` and time over ``max_time`` (:func:`time_spent`), and reaches zero
 at whichever limit ends training, so a run is annealed on any machine (budgeted training, Li et al. 2020).
-It is not the default: in GoToLocal's 30 minutes on a slow machine, annealing by the clock did worse than a
-learning rate left high (two seeds, docs/babyai.md), for a policy still learning to read when time ran out.
+It is not the default: a policy still learning to read its instruction when time runs out is better served by a
+learning rate left high (docs/babyai.md has the comparison).
 torch's ``CosineAnnealingLR`` counts steps only, hence a ``LambdaLR`` over the same formula.
 """
 

@@ -3,7 +3,7 @@
 from bridge.nn.attention import Attention
 from bridge.nn.mlp import Mlp
 from bridge.nn.residual import Residual, set_skip
-from bridge.nn.shortcuts import SHORTCUT_OPTIONS, PadShortcut, make_shortcut, projection
+from bridge.nn.shortcut_options import SHORTCUT_OPTIONS, PadShortcut, make_shortcut, projection
 from bridge.nn.transformer import TransformerBlock
 
 __all__ = [

@@ -11,35 +11,59 @@
 
     python -m bridge run lineage [--preset tiny|cpu|gpu] [--seeds 3 --seed 0] [--trainer.devices 2 ...]
 
-Every stage is resumable (see recipes/stages.py): rerun the same command after an interruption. The budgets
-and arms are in presets.py, the work of each stage in stages.py, the statistics in results.py, the report in
-report.py; pool.py runs stages side by side (``--parallel``, the tiny preset's 2), one thread each.
+Every stage is resumable (see recipes/resumable.py): rerun the same command after an interruption. The budgets
+and arms are in presets.py, the five stages in stages.py and the work of each unit in work.py, the statistics in
+report_data.py, the report in report.py; pool.py runs units side by side (``--parallel``), one thread each.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from jsonargparse import ArgumentParser, Namespace
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from bridge.errors import BridgeError
 from bridge.runs import FolderLock
 from bridge.vla.worlds import get_world
 from recipes import kit
+from recipes.lineage import stages
 from recipes.lineage.pool import stage_pool
-from recipes.lineage.presets import LR, PRESETS, RESNET, TRUNK, arms, cached_timm_weights, vit
-from recipes.lineage.report import curves_chart, log_report, report, success_chart
-from recipes.lineage.results import comparisons, curve, report_json
-from recipes.lineage.stages import demos, evaluate_baselines, evaluate_run, pretrain, train_policy
-from recipes.stages import claim_folder, run_stage, write_json
+from recipes.lineage.presets import PRESETS, Preset, arms, cached_timm_weights
+from recipes.lineage.report import check_readme
+from recipes.resumable import claim_folder
 
 
 def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = kit.parse(parser, argv)
+    preset, out = plan(parser, args)
+    claim_folder(out, "lineage")
+    # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer spans
+    # processes itself (DDP: every rank must run every stage, in step).
+    processes = preset.parallel if single_process(args.trainer_config) else 1
+    with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
+        with stage_pool(processes) as pool:
+            run = stages.Lineage(
+                args.preset, preset, out, list(range(args.seed, args.seed + preset.seeds)),
+                arms(preset, args.vit_weights, args.timm_weights or cached_timm_weights(preset.timm)),
+                args.trainer, args.trainer_config, pool, processes, args.readme and Path(args.readme),
+            )  # fmt: skip
+            backbones = stages.pretrain(run)
+            demos = stages.collect(run)
+            trained = stages.train(run, backbones, demos)
+            pretrained = {key: future.result() for key, future in backbones.items()}
+            if not kit.is_global_zero():
+                return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer
+            runs, baselines = stages.evaluate(run, trained)
+        stages.report(run, runs, baselines, pretrained)
+
+
+def build_parser() -> ArgumentParser:
     parser = kit.recipe_parser(
         "lineage",
         __doc__,
@@ -74,7 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--vit-pretraining", action=argparse.BooleanOptionalAction, help="pretrain the ViT on shapes too"
     )
-    args = kit.parse(parser, argv)
+    parser.add_argument("--readme", help="also write the answer (table, verdicts, chart) into this file's demo block")
+    return parser
+
+
+def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
+    """The preset with the command line's settings on top, and the run's folder; bad settings end in parser.error."""
     if args.image_size is not None and (args.image_size < 16 or args.image_size % 8):
         parser.error(
             f"--image-size must be a multiple of 8 and at least 16 (the ViT cuts 8x8 patches), got {args.image_size}"
@@ -82,7 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     for flag, path in (("--timm-weights", args.timm_weights), ("--vit-weights", args.vit_weights)):
         if path is not None and not Path(path).is_file():
             parser.error(f"{flag} {path} is not a file")
-
+    if args.readme is not None:
+        try:
+            check_readme(Path(args.readme))
+        except BridgeError as err:
+            parser.error(str(err))
     preset = PRESETS[args.preset]
     overrides = {
         "steps": args.steps, "episodes": args.episodes, "pretrain_epochs": args.pretrain_epochs,
@@ -104,83 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
     suffix = "" if args.world in (None, PRESETS[args.preset].world) else "-" + args.world.replace(":", "-").lower()
-    out = Path(args.out or f"runs/lineage/{args.preset}{suffix}")
-    claim_folder(out, "lineage")
-    with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
-        group = f"lineage-{args.preset}"
-        timm_weights = args.timm_weights or cached_timm_weights(preset.timm)
-        started = time.perf_counter()
-        seeds = list(range(args.seed, args.seed + preset.seeds))
-        # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer
-        # spans processes itself (DDP: every rank must run every stage, in step).
-        processes = preset.parallel if single_process(args.trainer_config) else 1
-
-        with stage_pool(processes) as pool:
-            # 1. Pretraining, once per seed: the ResNet, and the ViT when the preset asks for it (AdamW; the ViT
-            #    wants a lower rate). Seed s's policies start from seed s's backbone, so pretraining's spread is
-            #    counted too.
-            shared = {"image_size": preset.image_size, "shapes": preset.shapes, "epochs": preset.pretrain_epochs,
-                      "batch_size": preset.batch_size, "trainer": args.trainer_config}  # fmt: skip
-            compared = arms(preset, args.vit_weights, timm_weights)
-            backbones = {"pretrain-resnet": (RESNET, 2e-3)}
-            if preset.pretrain_vit:
-                backbones["pretrain-vit"] = (vit(preset.image_size, preset.vit_width), 1e-3)
-            backbones = {stage: b for stage, b in backbones.items() if any(arm.weights == stage for arm in compared)}
-            pretraining = {
-                (stage, seed): pool.submit(
-                    run_stage, out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
-                    pretrain(model, preset, lr, seed, group, args.trainer),
-                )
-                for seed in seeds
-                for stage, (model, lr) in backbones.items()
-            }  # fmt: skip
-
-            # 2. One policy per encoder and seed: same demonstrations, trunk, head, optimiser and steps. The
-            #    demonstrations are collected here first, so that no two runs collect them at once.
-            path = out / "demos"
-            if kit.is_global_zero():
-                demos(preset, path).prepare_data()
-            recipe = {"world": preset.world, "image_size": preset.image_size, "episodes": preset.episodes,
-                      "steps": preset.steps, "batch_size": preset.batch_size, "trunk": TRUNK, "lr": LR,
-                      "curve_points": preset.curve_points, "trainer": args.trainer_config}  # fmt: skip
-            training = {}
-            for arm in sorted(compared, key=lambda a: a.weights in backbones):  # scratch runs fill the pool first
-                for seed in seeds:
-                    backbone = pretraining.get((arm.weights, seed))
-                    weights = backbone.result()["checkpoint"] if backbone else arm.weights  # waits for it
-                    folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
-                    config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
-                    work = train_policy(arm, preset, seed, path, weights, group, args.trainer)
-                    training[arm.label, seed] = pool.submit(run_stage, out, folder, config, work)
-            pretrained = {key: future.result() for key, future in pretraining.items()}
-            trained = [(arm, seed, training[arm.label, seed].result()) for arm in compared for seed in seeds]
-            if not kit.is_global_zero():
-                return  # the other ranks are done: evaluation and the report are rank 0's, after every Trainer
-
-            # 3. Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
-            #    expert and random actions.
-            episodes = {"world": preset.world, "image_size": preset.image_size, "episodes": preset.eval_episodes,
-                        "seeds": preset.eval_seeds}  # fmt: skip
-            evaluations = [pool.submit(evaluate_run, preset, result, episodes) for _, _, result in trained]
-            runs: dict[str, list[dict]] = {}
-            for (arm, seed, result), points in zip(trained, evaluations):
-                runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": points.result()})
-            baselines = run_stage(out, "baselines", episodes, evaluate_baselines(preset), cheap=True)
-
-        # 4. Statistics (bootstrap intervals over seeds and episodes, paired verdicts) and the report.
-        verdicts = comparisons(runs, preset.timm.removeprefix("timm:"))
-        data = report_json(args.preset, asdict(preset), seeds, compared, runs, baselines, verdicts, processes)
-        write_json(out / "report.json", data)
-        text = report(args.preset, data, runs, baselines, pretrained)
-        (out / "report.md").write_text(text)
-        curves = {label: curve(r) for label, r in runs.items()}
-        figures = {"success": success_chart(data, baselines, out / "success.png"),
-                   "curves": curves_chart(curves, out / "curves.png")}  # fmt: skip
-        log_report(out, group, data, runs, baselines, curves, figures)
-        print(text)
-        minutes = (time.perf_counter() - started) / 60
-        print(f"report: {out / 'report.md'}, {out / 'report.json'}  figures: {figures['success']}, "
-              f"{figures['curves']}  ({minutes:.1f} min)")  # fmt: skip
+    return preset, Path(args.out or f"runs/lineage/{args.preset}{suffix}")
 
 
 def single_process(trainer: dict) -> bool:

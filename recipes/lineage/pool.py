@@ -1,9 +1,8 @@
 """Stages side by side: ``processes`` fresh Python processes with one torch thread each.
 
 On a machine of few cores, small models use the cores better as separate single-threaded training runs than as
-one run with several threads, and far better when other jobs share the cores: the tiny preset's ResNet policy
-(64x64 frames, batch 64) on 2 cores beside another job's tests (load 7) trained 100 steps in 306 s as one run
-with 2 threads (21 images/s), and in 35 s per run as two runs side by side (369 images/s together).
+one run with several threads (whose small matmuls spend much of their time synchronising), and far better when
+other jobs share the cores.
 
 Each stage seeds everything it draws, and the thread count is fixed by the preset, so the same command gives the
 same numbers whichever process runs a stage and in whatever order they finish.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.vla.worlds import get_world
+from bridge.vla.worlds import World, get_world
 
 # The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
 TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
@@ -38,19 +38,16 @@ class Preset:
 
 
 PRESETS = {
-    # The README demo (make demo), sized for 10 minutes on 2 CPU cores with the set-up (pip takes about 3): the one
-    # comparison the README and docs state, the pretrained and fine-tuned ResNet against the same ResNet from
-    # scratch, three seeds each. Fewer arms than the full lineage, so that its answer comes with the spread between
-    # runs; the cpu and gpu presets compare every arm. Its cuts: the curve's first points on half the evaluation
-    # episodes, and the runs two at a time with one thread each (pool.py). Measured: 6 min 52 s on 2 cores shared
-    # with another job's tests (load 3.4-6.7); best arm about 50%, far below the 85% the cpu preset's budget
-    # reaches. (1500 pretraining images for 2 epochs end inside the 50-step warm-up: 16-48% accuracy instead of
-    # 99%, so pretraining keeps its size.)
+    # The README demo (make demo), sized for 10 minutes on 2 CPU cores with the set-up: the pretrained and
+    # fine-tuned ResNet against the same ResNet from scratch, three seeds each, so that its answer comes with the
+    # spread between runs; the cpu and gpu presets compare every arm. Its cuts: the curve's first points on half
+    # the evaluation episodes, and the runs two at a time with one thread each (pool.py). Pretraining keeps the
+    # full size: fewer images end inside the warm-up, before the classifier has learnt the shapes.
     "tiny": Preset(
         steps=300, curve_episodes=25, parallel=2, arms=("ResNet fine-tuned", "ResNet scratch"),
         pretrain_vit=False, vit_width=96, timm="timm:mobilenetv3_small_100",
     ),
-    # Sharper numbers on a CPU (about 1.5 hours): the budget configs/vla_resnet.yaml reaches 90% with.
+    # Sharper numbers on a CPU: the budget of configs/vla_resnet.yaml, every arm.
     "cpu": Preset(shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3),
     # The comparison on BabyAI's GoToRedBall: the field's FiLM-CNN, ResNet and ViT, all from scratch (the shapes are
     # Reach's objects), three seeds each, two runs side by side.
@@ -91,14 +88,14 @@ def vit(size: int, width: int = 192, patch_size: int | None = None) -> tuple[str
                                     "embed_dim": width}  # fmt: skip
 
 
-def world_options(preset: Preset) -> dict:
-    """The world's options the preset sets: the frame side, in a world that lets it be chosen."""
-    return {"image_size": preset.image_size} if "image_size" in get_world(preset.world).options else {}
+def make_world(preset: Preset) -> World:
+    """The world the preset's policies act in, its frames sized by the preset where the world lets them be."""
+    world = get_world(preset.world)
+    return world.replace(image_size=preset.image_size) if "image_size" in world.options else world
 
 
-def policy_settings(preset: Preset) -> dict:
+def policy_settings(world: World) -> dict:
     """The policy's fields its world decides (name, options, frame side, head) and the trunk every arm shares."""
-    world = get_world(preset.world, **world_options(preset))
     head = TRUNK["head"] if world.action_space.kind == "box" else "categorical"
     return {"world": world.name, "world_options": world.options, "image_size": world.observation.image_size,
             **TRUNK, "head": head}  # fmt: skip
@@ -109,7 +106,7 @@ def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> l
     if preset.world != PRETRAINING_WORLD:
         # Elsewhere every encoder starts from scratch, beside the grid-world field's own FiLM-CNN; the ViT's 8x8
         # patches are BabyAI's cells.
-        size = policy_settings(preset)["image_size"]
+        size = make_world(preset).observation.image_size
         result = [
             Arm(FILM_CNN, "babyai_film_cnn", {}, "scratch"),
             Arm("ResNet scratch", *r, "scratch"),

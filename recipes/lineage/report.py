@@ -1,24 +1,25 @@
 """The lineage's report: tables of every policy's closed-loop success over its seeds and of the pairwise verdicts,
-a bar chart, learning curves, and the same as W&B tables and images. The numbers come from results.py."""
+a bar chart, learning curves, and the same as W&B tables and images. The numbers come from report_data.py.
+
+``baselines`` maps the expert and random actions to their :class:`~bridge.vla.evaluation.result.ConditionResult`.
+"""
 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from bridge.analysis.plots import plot_bars, plot_curves
 from bridge.analysis.tables import markdown_table
+from bridge.errors import ConfigError
 from bridge.tracking import wandb_offline
+from bridge.vla.evaluation.result import ConditionResult
 
 BASELINES = (("expert", "ceiling"), ("random", "floor"))
 CURVE_AXES = {"step": "optimiser steps", "train_macs": "training compute (encoder MACs x frames seen)"}
-
-
-def rate(result: dict) -> float:
-    """The success rate of a stored ``ConditionResult`` (its property does not survive ``asdict``)."""
-    return result["successes"] / result["episodes"]
 
 
 def percent(low: float, mean: float, high: float, sign: str = "") -> str:
@@ -30,9 +31,9 @@ def success_cell(entry: dict) -> str:
     return percent(entry["low"], entry["mean"], entry["high"])
 
 
-def baseline_cell(result: dict) -> str:
+def baseline_cell(result: ConditionResult) -> str:
     """A baseline's Wilson interval over the episodes (the expert and random actions are not trained: no seeds)."""
-    return percent(result["ci95"][0], rate(result), result["ci95"][1])
+    return percent(result.ci95[0], result.success_rate, result.ci95[1])
 
 
 def threads(env: dict) -> str:
@@ -50,7 +51,7 @@ def mean_of(runs: list[dict], key: str) -> float:
 
 
 def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines: dict, pretrained: dict) -> str:
-    """``data``: the report.json dictionary; ``runs``: per arm label its training runs (see results.py)."""
+    """``data``: the report.json dictionary; ``runs``: per arm label its training runs (see report_data.py)."""
     header = ["encoder", "init", "params", "MACs", "train s", "images/s", "success [95% CI]", "action MAE"]
     table = [
         [a["label"], a["init"], f"{a['encoder_params'] / 1e6:.2f} M", f"{a['encoder_macs'] / 1e6:.1f} M",
@@ -70,7 +71,7 @@ def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines:
         for (_, seed), r in pretrained.items()
     )
     env = data["environment"]
-    episodes = baselines["expert"]["episodes"]
+    episodes = baselines["expert"].episodes
     seeds = data["seeds"]
     world = data["settings"]["world"]
     world = "reach (held-out paraphrases included)" if world == "reach" else world
@@ -94,6 +95,47 @@ only the interval: "better" or "worse" when it excludes zero, else "no detectabl
 """
 
 
+README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+README_FIGURE = Path("docs/images/demo.png")  # beside the README
+
+
+def check_readme(readme: Path) -> None:
+    """Refuse a README without the block the report fills, before any work: the fix is to add the two markers."""
+    text = readme.read_text() if readme.is_file() else None
+    if text is None or README_START not in text or README_END not in text:
+        raise ConfigError(
+            f"--readme {readme} must be a file holding the lines {README_START} and {README_END}; add them where "
+            "the main job's table belongs"
+        )
+
+
+def publish(readme: Path, data: dict, baselines: dict, figure: Path, source: Path) -> None:
+    """Put the main job's answer in ``readme`` between its markers: each arm's success, the verdicts and the bar
+    chart (copied to docs/images/demo.png beside it). The rest of the file is left as it is."""
+    rows = [[a["label"], a["init"], f"{a['encoder_params'] / 1e6:.2f} M", f"{a['encoder_macs'] / 1e6:.1f} M",
+             success_cell(a["success"])] for a in data["arms"]]  # fmt: skip
+    rows += [[name, role, "", "", baseline_cell(baselines[name])] for name, role in BASELINES]
+    table = markdown_table(["policy", "encoder init", "params", "MACs", "success [95% CI]"], rows)
+    differences = [(c, c["difference"]) for c in data["comparisons"]]
+    verdicts = "\n".join(
+        f"- {c['a']} - {c['b']}: {percent(d['low'], d['mean'], d['high'], '+')} points, **{c['verdict']}**"
+        for c, d in differences
+    )
+    env, seeds = data["environment"], data["seeds"]
+    machine = f"{env['processor'] or env['machine']}, {threads(env)}"
+    block = (
+        f"{README_START}\n{table}\n{verdicts}\n\n![closed-loop success of each policy]({README_FIGURE.as_posix()})\n\n"
+        f"Preset `{data['preset']}`, seeds {', '.join(map(str, seeds))}, {machine}; "
+        f"from `{source}`.\n{README_END}"
+    )
+    text = readme.read_text()
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    target = readme.parent / README_FIGURE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(figure, target)
+    readme.write_text(text[:start] + block + text[end:])
+
+
 def success_chart(data: dict, baselines: dict, path: Path) -> Path:
     """Success of every policy (bootstrap interval) and baseline (Wilson interval), as a bar chart."""
     values, errors = {}, {}
@@ -102,7 +144,7 @@ def success_chart(data: dict, baselines: dict, path: Path) -> Path:
         values[a["label"]], errors[a["label"]] = 100 * s["mean"], (100 * s["low"], 100 * s["high"])
     for name, _ in BASELINES:
         b = baselines[name]
-        values[name], errors[name] = 100 * rate(b), (100 * b["ci95"][0], 100 * b["ci95"][1])
+        values[name], errors[name] = 100 * b.success_rate, (100 * b.ci95[0], 100 * b.ci95[1])
     return plot_bars(values, errors, "closed-loop success (%)", path)
 
 
@@ -133,7 +175,7 @@ def log_report(out: Path, group: str, data: dict, runs: dict, baselines: dict, c
         )  # fmt: skip
     for name, _ in BASELINES:
         b = baselines[name]
-        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, rate(b), *b["ci95"], math.nan)
+        table.add_data(name, "baseline", 0, 0, 0.0, 0.0, b.success_rate, *b.ci95, math.nan)
     verdicts = wandb.Table(columns=["a", "b", "difference", "low", "high", "probability_of_improvement", "verdict"])
     for c in data["comparisons"]:
         d = c["difference"]

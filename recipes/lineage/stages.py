@@ -1,223 +1,130 @@
-"""The lineage's work, one function per kind of stage: pretrain an encoder, train a policy, evaluate.
+"""The main job's five stages: pretrain, collect, train, evaluate, report.
 
-Each returns ``work(folder, resume)`` for :func:`recipes.stages.run_stage`, which skips it when its result is on
-disk. ``given`` is the command line's ``--trainer.*`` settings (see :func:`recipes.kit.parse`).
-
-Seeds: a training run's ``seed`` draws everything the learner chooses (initial weights, batch order, augmentation,
-the demonstrations held out for validation). The data are the experiment's fixed input, shared by every seed like
-a benchmark's data set: the shapes images and the demonstrations are drawn once, from seed 0 (``DATA_SEED``), so a
-difference between seeds is the learner's and collecting demos is paid once. Evaluation runs every policy on
-the same episodes (the world's evaluation seeds), so arms and seeds are compared on paired scenes.
+Each stage is one function over a :class:`Lineage`, the run's plan. The work inside a stage is made of resumable
+units (:func:`recipes.resumable.run_stage`, one folder each), submitted to the run's pool so that training runs
+go side by side where the preset says so.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-from dataclasses import asdict
+import time
+from concurrent.futures import Executor, Future
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import lightning as L
-import torch
-from lightning.pytorch.callbacks import Callback, Timer
-
-from bridge.analysis.summary import count_macs
-from bridge.data import ImageDataModule
-from bridge.lit import ImageClassifier
-from bridge.lit.vla import VLAPolicy
-from bridge.vla.config import PolicyConfig
-from bridge.vla.demos import DemoDataModule, collect_demos, save_demos
-from bridge.vla.evaluate import evaluate, write_video
-from bridge.vla.loading import load_policy
-from bridge.vla.worlds import get_world
+from bridge.vla.evaluation.result import ConditionResult, EvalResult
 from recipes import kit
-from recipes.lineage.presets import LR, WARMUP, Arm, Preset, policy_settings, world_options
-from recipes.lineage.report import BASELINES
-from recipes.stages import run_stage
-
-DATA_SEED = 0  # the shapes images and the demonstrations: one draw, shared by every training seed
-
-
-def trainer(folder: Path, label: str, group: str, given: dict, **settings) -> L.Trainer:
-    """A Trainer writing into the stage's folder; its Timer counts training time only, across resumes too."""
-    return kit.trainer(
-        folder, label, group, given, callbacks=[Timer(verbose=False)], checkpoint_every_n_steps=50,
-        log_every_n_steps=10, num_sanity_val_steps=0, **settings,
-    )  # fmt: skip
+from recipes.lineage.presets import LR, RESNET, TRUNK, Arm, Preset, vit
+from recipes.lineage.report import curves_chart, log_report, publish, success_chart
+from recipes.lineage.report import report as report_text
+from recipes.lineage.report_data import comparisons, curve, report_json
+from recipes.lineage.work import demos, evaluate_baselines, evaluate_run, train_policy
+from recipes.lineage.work import pretrain as pretrain_work
+from recipes.resumable import run_stage, write_json
 
 
-def train_seconds(t: L.Trainer) -> float:
-    return next(cb for cb in t.callbacks if isinstance(cb, Timer)).time_elapsed("train")
+@dataclass
+class Lineage:
+    """One run of the main job: what it compares, on which seeds, where it writes and what runs its work."""
+
+    name: str  # the preset's
+    preset: Preset
+    out: Path
+    seeds: list[int]
+    arms: list[Arm]
+    trainer: dict  # the command line's --trainer.* settings, classes built
+    trainer_config: dict  # the same as plain values, recorded in each stage's configuration
+    pool: Executor
+    processes: int = 1  # training runs side by side
+    readme: Path | None = None  # a file whose demo-results block the report fills (make demo: README.md)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def group(self) -> str:
+        return f"lineage-{self.name}"
 
 
-def curve_steps(steps: int, points: int) -> list[int]:
-    """The optimiser steps at which a policy is evaluated for its learning curve, the last one ``steps``."""
-    return sorted({max(1, steps * k // points) for k in range(1, points + 1)})
-
-
-class SaveAt(Callback):
-    """A checkpoint at each of ``steps`` (``<folder>/step-<n>.ckpt``) with the training seconds spent so far, for
-    learning curves evaluated after training: no rank ever waits for an evaluation in the middle of a run."""
-
-    def __init__(self, folder: Path, steps: list[int]) -> None:
-        self.folder, self.pending = folder, set(steps)
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        step = trainer.global_step
-        if step in self.pending:  # once: several batches end on one step under gradient accumulation
-            self.pending.remove(step)
-            path = self.folder / f"step-{step}.ckpt"
-            # Every rank calls it (it ends in a barrier); rank 0 writes. weights_only=False, the whole state, is
-            # Lightning's default: said here, it no longer logs a line per checkpoint.
-            trainer.save_checkpoint(path, weights_only=False)
-            if trainer.is_global_zero:
-                path.with_suffix(".json").write_text(json.dumps({"seconds": train_seconds(trainer)}))
-
-
-class Demos(DemoDataModule):
-    """The demonstrations drawn once from ``DATA_SEED`` whichever training seed first asks; the split by ``seed``."""
-
-    def prepare_data(self) -> None:
-        hp = self.hparams
-        if not self.path.exists():
-            dataset, meta = collect_demos(hp.episodes, hp.env, DATA_SEED, hp.noise, world=hp.world)
-            save_demos(dataset, meta, self.path)
-
-
-def demos(preset: Preset, path: Path, seed: int = DATA_SEED) -> Demos:
-    """The demonstrations at ``path`` (collected by ``prepare_data()`` when absent), split by ``seed``."""
-    return Demos(str(path), world=preset.world, episodes=preset.episodes, env=world_options(preset), seed=seed,
-                 batch_size=preset.batch_size, num_workers=preset.num_workers)  # fmt: skip
-
-
-# Each stage's work is a module-level function bound with functools.partial, not a closure, so that a stage
-# pickles into another process (pool.py runs stages side by side).
-def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, group: str, given: dict):
-    """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
-    return functools.partial(_pretrain, model, preset, lr, seed, group, given)
-
-
-def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: dict, folder: Path, resume) -> dict:
-    L.seed_everything(seed, verbose=False)
-    name, kwargs = model
-    module = ImageClassifier(
-        name, num_classes=12, model_kwargs=kwargs, optimizer=functools.partial(torch.optim.AdamW, lr=lr,
-        weight_decay=0.05), lr_schedule="cosine", warmup_steps=50, label_smoothing=0.1,
-    )  # fmt: skip
-    data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
-                           shapes_per_split=preset.shapes, seed=DATA_SEED,
-                           num_workers=preset.num_workers)  # fmt: skip
-    t = trainer(folder, f"pretrain {name} seed {seed}", group, given, max_epochs=preset.pretrain_epochs)
-    t.fit(module, data, ckpt_path=resume)
-    seconds = train_seconds(t)
-    accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
-    t.save_checkpoint(folder / "classifier.ckpt", weights_only=False)
-    kit.finish(t)
-    print(f"{name} on shapes: validation accuracy {accuracy:.1%} in {seconds:.0f} s", flush=True)
-    return {"model": name, "checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
-
-
-def train_policy(arm: Arm, preset: Preset, seed: int, demos: Path, weights: str | None, group: str, given: dict):
-    """One policy; besides ``policy.ckpt`` it leaves a checkpoint at every learning-curve point (see SaveAt)."""
-    return functools.partial(_train_policy, arm, preset, seed, demos, weights, group, given)
-
-
-def _train_policy(
-    arm: Arm, preset: Preset, seed: int, path: Path, weights: str | None, group: str, given: dict, folder: Path, resume
-) -> dict:
-    L.seed_everything(seed, verbose=False)
-    config = PolicyConfig(
-        encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
-        **policy_settings(preset),
-    )  # fmt: skip
-    module = VLAPolicy(
-        config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
-        warmup_steps=min(WARMUP, preset.steps // 10),
-    )  # fmt: skip
-    data = demos(preset, path, seed)
-    points = curve_steps(preset.steps, preset.curve_points)
-    t = trainer(folder, f"{arm.label} seed {seed}", group, given, max_steps=preset.steps, gradient_clip_val=1.0)
-    t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
-    t.fit(module, data, ckpt_path=resume)
-    seconds = train_seconds(t)
-    validated = t.validate(module, data, verbose=False)
-    # Empty when the demo set is too small to hold out; no action MAE for discrete actions either.
-    action_mae = validated[0].get("val/action_mae", math.nan) if validated else math.nan
-    t.save_checkpoint(folder / "policy.ckpt", weights_only=False)
-    kit.finish(t)
-    frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
-    frames = t.global_step * frames_per_step
-    curve = [
-        {"step": s, "checkpoint": str(folder / "curve" / f"step-{s}.ckpt"),
-         "seconds": json.loads((folder / "curve" / f"step-{s}.json").read_text())["seconds"]}
-        for s in points[:-1]
-    ] + [{"step": t.global_step, "checkpoint": str(folder / "policy.ckpt"), "seconds": seconds}]  # fmt: skip
-    encoder = module.policy.encoder.eval()  # as the policy runs it: classifier removed, BatchNorm in eval mode
-    frame = torch.zeros(1, 3, config.image_size, config.image_size, device=module.device)
+def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
+    """Pretrain the ResNet (and the ViT when the preset asks for it) on shapes, once per seed, for the arms that
+    start from them. Seed s's policies start from seed s's backbone, so pretraining's spread is counted too."""
+    p = run.preset
+    shared = {"image_size": p.image_size, "shapes": p.shapes, "epochs": p.pretrain_epochs, "batch_size": p.batch_size,
+              "trainer": run.trainer_config}  # fmt: skip
+    backbones = {"pretrain-resnet": (RESNET, 2e-3)}  # AdamW; the ViT wants a lower rate
+    if p.pretrain_vit:
+        backbones["pretrain-vit"] = (vit(p.image_size, p.vit_width), 1e-3)
+    wanted = {arm.weights for arm in run.arms}
     return {
-        "checkpoint": str(folder / "policy.ckpt"),
-        "step": t.global_step,
-        "encoder_params": sum(p.numel() for p in encoder.parameters()),
-        "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        "encoder_macs": count_macs(encoder, frame),
-        "train_seconds": seconds,
-        "images_per_second": frames / seconds if seconds > 0 else math.nan,  # 0 s: a checkpoint without a Timer
-        "val_action_mae": action_mae,
-        "frames_per_step": frames_per_step,
-        "curve": curve,
-    }
+        (stage, seed): run.pool.submit(
+            run_stage, run.out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
+            pretrain_work(model, p, lr, seed, run.group, run.trainer),
+        )
+        for seed in run.seeds
+        for stage, (model, lr) in backbones.items()
+        if stage in wanted
+    }  # fmt: skip
 
 
-def scored(result, episodes) -> dict:
-    """A ``ConditionResult`` as stored, with every episode's success and length (in evaluation-seed order)."""
-    return {**asdict(result), "success": [int(ep.success) for ep in episodes], "steps": [ep.steps for ep in episodes]}
+def collect(run: Lineage) -> Path:
+    """The expert demonstrations every policy trains on, collected here once so that no two runs collect them."""
+    path = run.out / "demos"
+    if kit.is_global_zero():
+        demos(run.preset, path).prepare_data()
+    return path
 
 
-def eval_options(preset: Preset) -> dict:
-    """The world as trained, with every instruction phrasing in a world that has held-out ones (Reach)."""
-    options = world_options(preset)
-    return {**options, "paraphrases": "all"} if "paraphrases" in get_world(preset.world).options else options
+def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) -> list[tuple[Arm, int, dict]]:
+    """One policy per arm and seed: the same demonstrations, trunk, head, optimiser and steps; only the encoder
+    and its first weights differ. A pretrained arm waits for its seed's backbone."""
+    p = run.preset
+    recipe = {"world": p.world, "image_size": p.image_size, "episodes": p.episodes, "steps": p.steps,
+              "batch_size": p.batch_size, "trunk": TRUNK, "lr": LR, "curve_points": p.curve_points,
+              "trainer": run.trainer_config}  # fmt: skip
+    training = {}
+    for arm in sorted(run.arms, key=lambda a: a.weights in {s for s, _ in backbones}):  # scratch runs go first
+        for seed in run.seeds:
+            backbone = backbones.get((arm.weights, seed))
+            weights = backbone.result()["checkpoint"] if backbone else arm.weights
+            folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
+            config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
+            work = train_policy(arm, p, seed, path, weights, run.group, run.trainer)
+            training[arm.label, seed] = run.pool.submit(run_stage, run.out, folder, config, work)
+    return [(arm, seed, training[arm.label, seed].result()) for arm in run.arms for seed in run.seeds]
 
 
-def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool = True):
-    """``episodes`` per evaluation seed: the first ones of the same scenes whatever the number."""
-    return functools.partial(_evaluate_policy, preset, checkpoint, episodes, video)
+def evaluate(run: Lineage, trained: list[tuple[Arm, int, dict]]) -> tuple[dict[str, list[dict]], dict]:
+    """Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
+    expert and random actions. Returns per arm its runs (see report_data.py) and the baselines' results."""
+    p = run.preset
+    episodes = {"world": p.world, "image_size": p.image_size, "episodes": p.eval_episodes, "seeds": p.eval_seeds}
+    evaluations = [run.pool.submit(evaluate_run, p, result, episodes) for _, _, result in trained]
+    runs: dict[str, list[dict]] = {}
+    for (arm, seed, result), points in zip(trained, evaluations):
+        policy = [EvalResult.from_dict(point).conditions["policy"] for point in points.result()]
+        runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": policy})
+    baselines = run_stage(run.out, "baselines", episodes, evaluate_baselines(p), cheap=True)
+    return runs, EvalResult.from_dict(baselines).conditions
 
 
-def _evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool, folder: Path, resume) -> dict:
-    policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
-    results, episodes = evaluate(
-        policy.as_agent(), eval_options(preset), episodes=episodes, seeds=preset.eval_seeds, conditions=("policy",),
-        record=8 if video else 0, progress=False, world=preset.world,
-    )  # fmt: skip
-    if video:
-        write_video(episodes["policy"][:8], folder / "rollouts.gif")
-    return scored(results["policy"], episodes["policy"])
-
-
-def evaluate_baselines(preset: Preset):
-    return functools.partial(_evaluate_baselines, preset)
-
-
-def _evaluate_baselines(preset: Preset, folder: Path, resume) -> dict:
-    results, episodes = evaluate(
-        None, eval_options(preset), episodes=preset.eval_episodes, seeds=preset.eval_seeds,
-        conditions=[n for n, _ in BASELINES], world=preset.world,
-    )  # fmt: skip
-    return {name: scored(r, episodes[name]) for name, r in results.items()}
-
-
-def evaluate_run(preset: Preset, trained: dict, episodes: dict) -> list[dict]:
-    """A trained policy at every point of its learning curve (stages ``eval-step-<n>``, the last ``eval``, with a
-    video), on the same ``episodes`` (the points before the last on the first ``preset.curve_episodes`` of them).
-    Cheap stages: new evaluation settings reuse the trained checkpoints."""
-    points = []
-    for point in trained["curve"]:
-        last = point is trained["curve"][-1]
-        n = episodes["episodes"] if last else min(preset.curve_episodes or episodes["episodes"], episodes["episodes"])
-        config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes, "episodes": n}
-        work = evaluate_policy(preset, point["checkpoint"], n, video=last)
-        folder = Path(trained["checkpoint"]).parent
-        points.append(run_stage(folder, "eval" if last else f"eval-step-{point['step']}", config, work, cheap=True))
-    return points
+def report(
+    run: Lineage, runs: dict[str, list[dict]], baselines: dict[str, ConditionResult], pretrained: dict
+) -> dict[str, Path]:
+    """Statistics (bootstrap intervals over seeds and episodes, paired verdicts), report.json, report.md, the
+    figures and a W&B run; returns the files."""
+    p, out = run.preset, run.out
+    verdicts = comparisons(runs, p.timm.removeprefix("timm:"))
+    data = report_json(run.name, asdict(p), run.seeds, run.arms, runs, baselines, verdicts, run.processes)
+    write_json(out / "report.json", data)
+    text = report_text(run.name, data, runs, baselines, pretrained)
+    (out / "report.md").write_text(text)
+    curves = {label: curve(r) for label, r in runs.items()}
+    figures = {"success": success_chart(data, baselines, out / "success.png"),
+               "curves": curves_chart(curves, out / "curves.png")}  # fmt: skip
+    log_report(out, run.group, data, runs, baselines, curves, figures)
+    if run.readme is not None:
+        publish(run.readme, data, baselines, figures["success"], out / "report.md")
+    print(text)
+    minutes = (time.perf_counter() - run.started) / 60
+    print(f"report: {out / 'report.md'}, {out / 'report.json'}  figures: {figures['success']}, "
+          f"{figures['curves']}  ({minutes:.1f} min)")  # fmt: skip
+    return {"report": out / "report.md", "data": out / "report.json", **figures}

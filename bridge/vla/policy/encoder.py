@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from bridge.errors import ConfigError, CorruptFileError
 from bridge.models import ZooModel, create_model, import_weights, load_file
 from bridge.nn.film import FiLM
-from bridge.vla.config import PolicyConfig
+from bridge.vla.policy.configuration import PolicyConfig
 
 
 def build_encoder(c: PolicyConfig, load_weights: bool = True) -> ZooModel:

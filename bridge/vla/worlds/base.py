@@ -1,7 +1,7 @@
 """What a world is: a seeded, vectorised environment factory with an expert, instructions and its specs.
 
 A world is a frozen dataclass whose fields are its options (``Reach(image_size=32)``), registered by name
-with :func:`bridge.vla.worlds.register_world`. Demos, evaluation, the policy and the CLI read every size and
+with :func:`bridge.vla.worlds.registry.register_world`. Demos, evaluation, the policy and the CLI read every size and
 the vocabulary from it (or from a demo set's metadata, which records them), never from constants.
 
 Every environment a world makes speaks one dialect: observations are a dict with ``image`` (H, W, 3)
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from bridge.errors import ConfigError
-from bridge.vla.agents import Expert
-from bridge.vla.spaces import ActionSpace, ObservationSpec
+from bridge.vla.worlds.agents import Expert
+from bridge.vla.worlds.spaces import ActionSpace, ObservationSpec
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -53,7 +53,7 @@ class World(abc.ABC):
 
     @property
     def name(self) -> str:
-        """The registry name that rebuilds this world with :func:`~bridge.vla.worlds.get_world`."""
+        """The registry name that rebuilds this world with :func:`~bridge.vla.worlds.registry.get_world`."""
         return self.family
 
     @property

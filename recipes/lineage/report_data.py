@@ -2,7 +2,8 @@
 verdicts, the learning curves, and ``report.json`` (what report.md and the figures are drawn from).
 
 ``runs[label]`` is the list of one arm's training runs, one per seed: ``{"seed", "train": <train_policy's
-result>, "points": [<evaluation result at each curve point>]}``, the last point being the end of training.
+result>, "points": [<the policy's ConditionResult at each curve point>]}``, the last point being the end of
+training.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bridge.analysis.comparisons import Comparison, compare, interval
+from bridge.analysis.bootstrap import Comparison, compare, interval
 from recipes.lineage.presets import FILM_CNN
 
-SCHEMA = 1
+SCHEMA = 2  # 2: per-episode successes under "episode_success", as in an evaluation result
 PACKAGES = ("bridge-lineage", "torch", "lightning", "timm", "numpy", "scipy", "datasets", "wandb")
 
 
 def scores(runs: list[dict], point: int = -1) -> np.ndarray:
     """Successes of one arm at one curve point, a (seeds, episodes) matrix of 0/1."""
-    return np.array([run["points"][point]["success"] for run in runs], dtype=np.float64)
+    return np.array([run["points"][point].episode_success for run in runs], dtype=np.float64)
 
 
 def pairs(labels: list[str], timm_label: str) -> list[tuple[str, str]]:
@@ -124,7 +125,7 @@ def report_json(
                 {"seed": run["seed"], "points": [
                     {"step": c["step"], "frames": c["step"] * run["train"]["frames_per_step"], "seconds": c["seconds"],
                      "train_macs": c["step"] * run["train"]["frames_per_step"] * first["encoder_macs"],
-                     "successes": p["successes"], "episodes": p["episodes"], "success": p["success"]}
+                     "successes": p.successes, "episodes": p.episodes, "episode_success": p.episode_success}
                     for c, p in zip(run["train"]["curve"], run["points"])
                 ]}
                 for run in runs[arm.label]
@@ -138,7 +139,7 @@ def report_json(
         "environment": environment(processes),
         "arms": entries,
         "baselines": {
-            name: {"successes": r["successes"], "episodes": r["episodes"], "success": r["success"]}
+            name: {"successes": r.successes, "episodes": r.episodes, "episode_success": r.episode_success}
             for name, r in baselines.items()
         },  # fmt: skip
         "comparisons": [

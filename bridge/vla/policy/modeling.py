@@ -31,11 +31,11 @@ from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 from bridge.models import check_finite, load_file
 from bridge.nn import TransformerBlock
 from bridge.nn.film import FiLM
-from bridge.vla.actions import ActionBins, MinMaxNormalizer
-from bridge.vla.config import PolicyConfig
-from bridge.vla.encoder import EncoderFiLM, build_encoder, pixel_normalisation, probe_encoder
-from bridge.vla.language import build_text_encoder, wrap_tokenizer
-from bridge.vla.worlds import get_world
+from bridge.nn.positions import sincos_2d
+from bridge.vla.policy.actions import ActionBins, MinMaxNormalizer, draw
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.encoder import EncoderFiLM, build_encoder, pixel_normalisation, probe_encoder
+from bridge.vla.policy.language import build_text_encoder, wrap_tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -60,7 +60,8 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         self, config: PolicyConfig, tokenizer: PreTrainedTokenizerFast | None = None, encoder_weights: bool = True
     ) -> None:
         super().__init__()
-        self.config = c = config.with_world_sizes()
+        world = config.make_world()
+        self.config = c = config.with_world_sizes(world)
         self.encoder = build_encoder(c, encoder_weights)
         sites = self.encoder.film_sites() if c.conditioning != "prefix" else []
         probe = probe_encoder(self.encoder, c, sites)
@@ -69,14 +70,14 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         self.register_buffer("pixel_std", torch.tensor(std).reshape(-1, 1, 1), persistent=False)
 
         needs_vocabulary = tokenizer is None and c.text_encoder is None
-        vocabulary = get_world(c.world, **c.world_options).instructions("train") if needs_vocabulary else ()
+        vocabulary = world.instructions("train") if needs_vocabulary else ()
         self.text = build_text_encoder(c.text_encoder, vocabulary, c.text_dim, c.text_layers, tokenizer=tokenizer)
         self.encoder_films = EncoderFiLM(self.encoder, sites, probe.site_channels, self.text.dim)
 
         self.image_proj = nn.Linear(probe.dim, c.dim) if c.image_tokens == "grid" else None
         self.pooled_proj = nn.Linear(probe.pooled_dim, c.dim)
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
-        # Which of the last k frames a token comes from (none for a single frame: old checkpoints load as they were).
+        # Which of the last k frames a token comes from (a single frame needs no such tag).
         self.frame_pos = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02) if c.n_obs_steps > 1 else None
         self.state_proj = nn.Linear(c.state_dim, c.dim) if c.state_dim else None
         self.text_proj = nn.Linear(self.text.dim, c.dim) if c.conditioning in ("prefix", "both") else None
@@ -320,21 +321,3 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             raise CorruptFileError(f"the weights in {source} do not fit its own policy configuration: {err}") from None
         check_finite(state, source)
         return self
-
-
-def sincos_2d(height: int, width: int, dim: int) -> Tensor:
-    """Fixed 2-D sin-cos positions (MAE): half the channels encode the row, half the column. (H*W, dim)."""
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    parts = []
-    for pos in (rows.flatten(), cols.flatten()):
-        angle = pos.float()[:, None] * omega[None]
-        parts += [angle.sin(), angle.cos()]
-    return torch.cat(parts, dim=1)
-
-
-def draw(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One index per row of ``logits`` (..., n), drawn from their softmax. torch.distributions.Categorical would
-    do it too, but takes no generator, and seeded draws make an evaluation repeatable."""
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])

@@ -100,15 +100,11 @@ def intact(result: dict) -> bool:
 
 
 def claim_folder(out: Path, kind: str) -> None:
-    """Make ``out`` a ``kind`` pipeline's folder, or refuse: it must be new, empty, or already one.
-
-    A folder a pipeline wrote before folders were marked is recognised by its stage records.
-    """
+    """Make ``out`` a ``kind`` pipeline's folder, or refuse: it must be new, empty, or already one."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; choose a folder")
     if out.is_dir() and folder_kind(out) != kind and not is_empty(out):
-        if folder_kind(out) is not None or not any((p / CONFIG).is_file() for p in out.iterdir() if p.is_dir()):
-            what = f"bridge's {folder_kind(out)} output" if folder_kind(out) else "files bridge did not write"
-            raise ConfigError(f"--out {out} already holds {what}; choose another --out for the {kind} pipeline")
+        what = f"bridge's {folder_kind(out)} output" if folder_kind(out) else "files bridge did not write"
+        raise ConfigError(f"--out {out} already holds {what}; choose another --out for the {kind} pipeline")
     if is_global_zero():
         mark_folder(out, kind)

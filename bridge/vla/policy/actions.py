@@ -1,5 +1,4 @@
-"""Actions as the policy sees them: min-max normalisation from data stats, 256-bin tokens, k-step chunks
-(and their mirror image, the last k frames an observation history serves)."""
+"""Actions as the policy sees them: min-max normalisation from data stats, 256-bin tokens, and draws from logits."""
 
 from __future__ import annotations
 
@@ -64,32 +63,8 @@ class ActionBins:
         return (-0.5 * ((centres - bins[..., None]) / sigma) ** 2).softmax(dim=-1)
 
 
-def chunk_indices(episode_index: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
-    """For each frame, the rows of its next ``horizon`` actions within the same episode (ACT's chunks).
-
-    ``episode_index`` (N,) must be sorted (frames of an episode contiguous and in order). Steps past the
-    episode's end repeat its last row and are flagged in ``is_pad`` (N, horizon) so losses can skip them.
-    """
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
-    n = episode_index.numel()
-    if n and (episode_index[1:] < episode_index[:-1]).any():
-        raise ValueError("episode_index must be sorted: frames of one episode contiguous and in order")
-    _, counts = torch.unique_consecutive(episode_index, return_counts=True)
-    ends = torch.repeat_interleave(torch.cumsum(counts, 0) - 1, counts)  # last row of each frame's episode
-    wanted = torch.arange(n)[:, None] + torch.arange(horizon)[None]
-    is_pad = wanted > ends[:, None]
-    return torch.minimum(wanted, ends[:, None]), is_pad
-
-
-def history_indices(episode_index: Tensor, k: int) -> Tensor:
-    """For each frame, the rows of its last ``k`` frames within the same episode, oldest first (N, k).
-
-    Before an episode's start its first frame stands in, as the rollout does for an agent with a frame history.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    _, counts = torch.unique_consecutive(episode_index, return_counts=True)
-    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # first row of each frame's episode
-    wanted = torch.arange(episode_index.numel())[:, None] - torch.arange(k - 1, -1, -1)[None]
-    return torch.maximum(wanted, starts[:, None])
+def draw(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One index per row of ``logits`` (..., n), drawn from their softmax. torch.distributions.Categorical would
+    do it too, but takes no generator, and seeded draws make an evaluation repeatable."""
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])

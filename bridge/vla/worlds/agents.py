@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bridge.vla.spaces import ActionSpace
+from bridge.vla.worlds.spaces import ActionSpace
 
 # (observation batch, info batch) -> actions (n, *action_space.shape); the batches hold only the running episodes.
 Agent = Callable[[dict[str, Any], dict[str, Any]], np.ndarray]

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import ConfigError
-from bridge.vla.agents import Agent
-from bridge.vla.world import World
-from bridge.vla.worlds import get_world
+from bridge.vla.worlds.agents import Agent
+from bridge.vla.worlds.base import World
 
 
 @dataclass
@@ -30,13 +29,13 @@ class Episode:
 def rollouts(
     agent: Agent,
     seeds: Sequence[int],
-    world: str | World = "reach",
+    world: World,
     num_envs: int = 50,
     instructions: Sequence[str] | None = None,
     record: int = 0,
     label: Agent | None = None,
 ) -> Iterator[Episode]:
-    """Run one episode per seed in ``world`` (a World or its name), ``num_envs`` at a time; yield them in seed order.
+    """Run one episode per seed in ``world``, ``num_envs`` at a time; yield them in seed order.
 
     ``instructions`` replaces what the agent is told, one per seed (the world still checks its own
     target). The first ``record`` episodes keep their frames, states and actions, and, when ``label`` is
@@ -44,7 +43,6 @@ def rollouts(
     """
     if instructions is not None and len(instructions) != len(seeds):
         raise ConfigError(f"got {len(instructions)} instructions for {len(seeds)} seeds")
-    world = get_world(world)
     n = max(1, min(num_envs, len(seeds)))
     envs = world.make_vec(n)
     try:

@@ -1,25 +1,35 @@
 """The world registry: a world is found by name (``reach``, ``babyai:GoToLocal``), the way LeRobot finds env configs.
 
-Built-in worlds are imported on first use (a world's module pulls in its simulator); a world outside the
-package registers itself when its module is imported, which ``BRIDGE_PLUGINS`` arranges (see bridge.plugins).
+A built-in world is one file of this package named after its family (``reach.py``, ``babyai.py``), imported on
+first use (a world's module pulls in its simulator). A world outside the package registers itself when its module
+is imported, which ``BRIDGE_PLUGINS`` arranges (see bridge.plugins).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from bridge.errors import ConfigError, UnknownNameError
 from bridge.plugins import load_plugins
-from bridge.vla.world import World
+from bridge.vla.worlds.base import World
 
 W = TypeVar("W", bound=type[World])
 
 _WORLDS: dict[str, type[World]] = {}
-# family -> module, imported when first asked for
-BUILTIN: dict[str, str] = {"reach": "bridge.vla.reach", "babyai": "bridge.vla.babyai"}
+PACKAGE = __name__.rpartition(".")[0]  # bridge.vla.worlds
+# The package's modules that hold no world (the framework, and helpers of a world).
+NOT_WORLDS = frozenset({"agents", "base", "babyai_recolour", "registry", "rollout", "spaces"})
+
+
+def builtin_families() -> list[str]:
+    """The worlds shipped in this package: every module of it that holds a world."""
+    path = importlib.util.find_spec(PACKAGE).submodule_search_locations
+    return sorted(m.name for m in pkgutil.iter_modules(path) if m.name not in NOT_WORLDS)
 
 
 def register_world(family: str) -> Callable[[W], W]:
@@ -58,19 +68,19 @@ def get_world(name: str | World, **options: Any) -> World:
 
 def list_worlds() -> list[str]:
     """The registered world families, built-in and from plugins."""
-    for family in BUILTIN:
+    for family in builtin_families():
         _find(family)
     load_plugins()
     return sorted(_WORLDS)
 
 
 def _find(family: str) -> type[World]:
-    if family not in _WORLDS and family in BUILTIN:
-        importlib.import_module(BUILTIN[family])
+    if family not in _WORLDS and family in builtin_families():
+        importlib.import_module(f"{PACKAGE}.{family}")
     if family not in _WORLDS:
         load_plugins()
     if family not in _WORLDS:
-        names = sorted({*_WORLDS, *BUILTIN})
+        names = sorted({*_WORLDS, *builtin_families()})
         close = difflib.get_close_matches(family, names, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UnknownNameError(

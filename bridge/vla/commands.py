@@ -16,17 +16,42 @@ from pathlib import Path
 
 from bridge.argtypes import non_negative_float, non_negative_int, positive_int
 from bridge.errors import ConfigError
-from bridge.vla.evaluate import CONDITIONS
+from bridge.vla.evaluation.closed_loop import CONDITIONS
+from bridge.vla.evaluation.result import EvalResult
 
 
 def register(subparsers) -> None:
     """Add the ``vla`` commands to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     vla = subparsers.add_parser("vla", help="VLA worlds: collect expert demos, evaluate a policy in closed loop")
     commands = vla.add_subparsers(dest="vla_command", metavar="<vla command>", required=True)
+    _add_collect(commands)
+    _add_eval(commands)
+    p = commands.add_parser(
+        "compare", help="arms of `vla eval` results: success intervals over runs and episodes, paired differences"
+    )
+    p.add_argument(
+        "--arm", nargs="+", action="append", required=True, metavar=("NAME", "RESULTS"),
+        help="an arm's name and its results.json files, one per training run; arms are paired file by file",
+    )  # fmt: skip
+    p.add_argument("--condition", default="policy", choices=CONDITIONS, help="the condition compared")
+    p.add_argument("--out", default=None, help="also write the comparison to this JSON file")
+    p.set_defaults(func=compare)
 
+    p = commands.add_parser("export", help="a VLA checkpoint as a folder that Policy.from_pretrained loads")
+    p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)")
+    p.add_argument("--out", required=True, help="the folder (config.json, model.safetensors, tokenizer files)")
+    p.set_defaults(func=export)
+
+    p = commands.add_parser("worlds", help="the registered worlds (with BRIDGE_PLUGINS' too)")
+    p.set_defaults(func=worlds)
+
+
+def _add_collect(commands) -> None:
     p = commands.add_parser("collect", help="record a world's expert episodes as a LeRobot-style dataset")
     p.add_argument("--world", default="reach", help="the world's name (python -m bridge vla worlds lists them)")
-    p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="the world's options, e.g. image_size=32")
+    p.add_argument(
+        "--world-options", nargs="*", default=[], metavar="KEY=VALUE", help="the world's options, e.g. image_size=32"
+    )
     p.add_argument("--episodes", type=positive_int, default=1000, help="successful episodes to record")
     p.add_argument("--out", required=True, help="folder for the dataset (datasets.save_to_disk) and its meta.json")
     p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
@@ -39,13 +64,17 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=collect)
 
+
+def _add_eval(commands) -> None:
     p = commands.add_parser(
         "eval", help="closed-loop success of a trained policy, with expert, random and language ablations"
     )
     p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt) or a "
                    "folder written by Policy.save_pretrained")  # fmt: skip
     p.add_argument("--world", default=None, help="the world to act in (default: the policy's)")
-    p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="options over the policy's world's")
+    p.add_argument(
+        "--world-options", nargs="*", default=[], metavar="KEY=VALUE", help="options over the policy's world's"
+    )
     p.add_argument("--episodes", type=positive_int, default=50, help="episodes per evaluation seed")
     p.add_argument("--seeds", type=positive_int, default=3, help="evaluation seeds (each a fresh set of scenes)")
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
@@ -71,25 +100,6 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=evaluate_checkpoint)
 
-    p = commands.add_parser(
-        "compare", help="arms of `vla eval` results: success intervals over runs and episodes, paired differences"
-    )
-    p.add_argument(
-        "--arm", nargs="+", action="append", required=True, metavar=("NAME", "RESULTS"),
-        help="an arm's name and its results.json files, one per training run; arms are paired file by file",
-    )  # fmt: skip
-    p.add_argument("--condition", default="policy", choices=CONDITIONS, help="the condition compared")
-    p.add_argument("--out", default=None, help="also write the comparison to this JSON file")
-    p.set_defaults(func=compare)
-
-    p = commands.add_parser("export", help="a VLA checkpoint as a folder that Policy.from_pretrained loads")
-    p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)")
-    p.add_argument("--out", required=True, help="the folder (config.json, model.safetensors, tokenizer files)")
-    p.set_defaults(func=export)
-
-    p = commands.add_parser("worlds", help="the registered worlds (with BRIDGE_PLUGINS' too)")
-    p.set_defaults(func=worlds)
-
 
 def parse_options(pairs: list[str]) -> dict:
     """``["image_size=32", "paraphrases=all"]`` -> ``{"image_size": 32, "paraphrases": "all"}`` (JSON, else text)."""
@@ -97,7 +107,7 @@ def parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--env takes KEY=VALUE pairs, got {pair!r}")
+            raise ConfigError(f"--world-options takes KEY=VALUE pairs, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -108,13 +118,14 @@ def parse_options(pairs: list[str]) -> dict:
 def collect(args: argparse.Namespace) -> Path:
     from bridge.runs import check_writable
     from bridge.vla.demos import DEMOS, collect_demos, save_demos
+    from bridge.vla.worlds import get_world
 
     out = Path(args.out)
     check_writable(out, DEMOS, args.overwrite)  # before minutes of collection, not after
+    world = get_world(args.world, **parse_options(args.world_options))
     dataset, meta = collect_demos(
-        args.episodes, parse_options(args.env), seed=args.seed, noise=args.noise, num_envs=args.num_envs,
-        world=args.world, workers=args.workers,
-    )  # fmt: skip
+        world, args.episodes, seed=args.seed, noise=args.noise, num_envs=args.num_envs, workers=args.workers
+    )
     save_demos(dataset, meta, out, overwrite=args.overwrite)
     print(
         f"{meta['num_episodes']} episodes of {meta['world']}, {meta['num_frames']} frames -> {out} "
@@ -130,7 +141,7 @@ def compare(args: argparse.Namespace) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from bridge.vla.comparison import compare_arms
+    from bridge.vla.evaluation.arms import compare_arms
 
     arms = {}
     for name, *files in args.arm:
@@ -164,7 +175,7 @@ def compare(args: argparse.Namespace) -> dict:
 
 def export(args: argparse.Namespace) -> Path:
     from bridge.runs import check_writable, mark_folder
-    from bridge.vla.loading import load_policy
+    from bridge.vla.policy.loading import load_policy
 
     out = Path(args.out)
     check_writable(out, "policy")
@@ -175,7 +186,7 @@ def export(args: argparse.Namespace) -> Path:
 
 
 def worlds(args: argparse.Namespace) -> list[str]:
-    from bridge.vla.worlds import list_worlds
+    from bridge.vla.worlds.registry import list_worlds
 
     names = list_worlds()
     print("\n".join(names))
@@ -189,14 +200,14 @@ def _existing(path: str) -> Path:
     return Path(path)
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict:
-    """Evaluate, print a table, write results.json and videos under --out, log to W&B; return the results."""
+def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
+    """Evaluate, print a table, write results.json and videos under --out, log to W&B; return the result."""
     from rich.console import Console
-    from rich.table import Table
 
-    from bridge.vla.evaluate import evaluate, write_video
-    from bridge.vla.language import unknown_words
-    from bridge.vla.loading import load_policy
+    from bridge.vla.evaluation.closed_loop import evaluate
+    from bridge.vla.evaluation.video import write_video
+    from bridge.vla.policy.language import unknown_words
+    from bridge.vla.policy.loading import load_policy
     from bridge.vla.worlds import get_world
 
     ckpt = _existing(args.ckpt)
@@ -205,63 +216,48 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     policy = load_policy(ckpt)
     c = policy.config
     options = c.world_options if args.world in (None, c.world) else {}
-    world = get_world(args.world or c.world, **{**options, **parse_options(args.env)})
+    world = get_world(args.world or c.world, **{**options, **parse_options(args.world_options)})
     if "paraphrases" in world.options:
         world = world.replace(paraphrases=args.paraphrases)
     suffix = f"_temperature{args.temperature:g}" if args.temperature else ""  # beside the argmax results, not over
     out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / f"{ckpt.stem}{suffix}"
     record = args.record if args.video != "none" else 0
-    results, episodes = evaluate(
-        policy.as_agent(args.temperature), episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
-        conditions=args.conditions, record=record, world=world,
+    result, episodes = evaluate(
+        policy.as_agent(args.temperature), world, episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
+        conditions=args.conditions, record=record,
     )  # fmt: skip
+    result.checkpoint, result.temperature = str(ckpt), args.temperature
+    console = Console()
+    console.print(results_table(result, f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes"))
+    unknown = sorted({w for ep in next(iter(episodes.values())) for w in unknown_words(policy.text.tokenizer, ep.task)})
+    if unknown:
+        console.print(f"words the tokenizer never saw (read as its unknown token): {', '.join(unknown)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, eps in episodes.items() if record else ():
+        result.videos[name] = str(write_video(eps[:record], out / f"{name}.{args.video}"))
+    result.to_json(out / "results.json")
+    console.print(f"results and videos in {out}")
+    if args.wandb:
+        _log_wandb(result, out, ckpt)
+    return result
 
-    told = f", {world.paraphrases} paraphrases" if "paraphrases" in world.options else ""
-    drawn = f", actions drawn at temperature {args.temperature:g}" if args.temperature else ""
-    table = Table(title=f"{ckpt} in {world.name} on {args.episodes} x {args.seeds} episodes{told}{drawn}")
+
+def results_table(result: EvalResult, title: str):
+    """A rich table of every condition: success, its interval, per seed, steps to success and episode length."""
+    from rich.table import Table
+
+    told = f", {result.world_options['paraphrases']} paraphrases" if "paraphrases" in result.world_options else ""
+    drawn = f", actions drawn at temperature {result.temperature:g}" if result.temperature else ""
+    table = Table(title=f"{title}{told}{drawn}")
     # "episode length" averages every episode (failures run to the step limit): the policy's against the expert's.
     for column in ("condition", "success", "95% CI", "per seed", "steps to success", "episode length"):
         table.add_column(column, justify="left" if column == "condition" else "right")
-    for r in results.values():
+    for r in result.conditions.values():
         steps = "-" if math.isnan(r.mean_steps_to_success) else f"{r.mean_steps_to_success:.1f}"
         per_seed = " ".join(f"{s:.0%}" for s in r.per_seed)
         ci95 = f"{r.ci95[0]:.1%} - {r.ci95[1]:.1%}"
         table.add_row(r.name, f"{r.success_rate:.1%}", ci95, per_seed, steps, f"{r.mean_steps:.1f}")
-    console = Console()
-    console.print(table)
-    unknown = sorted({w for ep in next(iter(episodes.values())) for w in unknown_words(policy.text.tokenizer, ep.task)})
-    if unknown:
-        console.print(f"words the tokenizer never saw (read as its unknown token): {', '.join(unknown)}")
-
-    out.mkdir(parents=True, exist_ok=True)
-    videos = {}
-    if record:
-        for name, eps in episodes.items():
-            videos[name] = write_video(eps[:record], out / f"{name}.{args.video}")
-    summary = {
-        "checkpoint": str(ckpt),
-        "world": world.name,
-        "env": world.options,
-        "episodes_per_seed": args.episodes,
-        "seeds": args.seeds,
-        "temperature": args.temperature,
-        "episode_seeds": [ep.seed for ep in next(iter(episodes.values()))],  # the scenes, for `vla compare`
-        "results": {
-            name: {
-                "success_rate": r.success_rate, "successes": r.successes, "episodes": r.episodes, "ci95": list(r.ci95),
-                "per_seed": r.per_seed,
-                "mean_steps_to_success": None if math.isnan(r.mean_steps_to_success) else r.mean_steps_to_success,
-                "mean_steps": r.mean_steps, "episode_success": [int(ep.success) for ep in episodes[name]],
-            }
-            for name, r in results.items()
-        },
-        "videos": {name: str(path) for name, path in videos.items()},
-    }  # fmt: skip
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"results and videos in {out}")
-    if args.wandb:
-        _log_wandb(summary, videos, out, ckpt)
-    return summary
+    return table
 
 
 def _run_dir(ckpt: Path) -> Path:
@@ -269,7 +265,7 @@ def _run_dir(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
-def _log_wandb(summary: dict, videos: dict[str, Path], out: Path, ckpt: Path) -> None:
+def _log_wandb(result: EvalResult, out: Path, ckpt: Path) -> None:
     import wandb
 
     from bridge.tracking import wandb_offline
@@ -277,14 +273,15 @@ def _log_wandb(summary: dict, videos: dict[str, Path], out: Path, ckpt: Path) ->
     run = wandb.init(
         project="bridge", name=f"eval-{_run_dir(ckpt).name}-{ckpt.stem}", job_type="eval", dir=str(out),
         mode="offline" if wandb_offline() else "online",
-        config={k: summary[k] for k in ("checkpoint", "world", "env", "seeds", "temperature")},
+        config={"checkpoint": result.checkpoint, "world": result.world, "world_options": result.world_options,
+                "episodes": len(result.episode_seeds), "temperature": result.temperature},
     )  # fmt: skip
     columns = ["condition", "success_rate", "ci95_low", "ci95_high", "mean_steps_to_success", "mean_steps"]
     table = wandb.Table(columns=columns)
-    for name, r in summary["results"].items():
-        table.add_data(name, r["success_rate"], *r["ci95"], r["mean_steps_to_success"], r["mean_steps"])
-        run.summary[f"eval/{name}/success"] = r["success_rate"]
-    run.log(
-        {"eval/results": table, **{f"eval/{name}/rollouts": wandb.Video(str(path)) for name, path in videos.items()}}
-    )
+    for name, r in result.conditions.items():
+        steps = None if math.isnan(r.mean_steps_to_success) else r.mean_steps_to_success
+        table.add_data(name, r.success_rate, *r.ci95, steps, r.mean_steps)
+        run.summary[f"eval/{name}/success"] = r.success_rate
+    videos = {f"eval/{name}/rollouts": wandb.Video(path) for name, path in result.videos.items()}
+    run.log({"eval/results": table, **videos})
     run.finish()

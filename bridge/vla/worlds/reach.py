@@ -20,9 +20,9 @@ from gymnasium import spaces
 
 from bridge.data.shapes import BACKGROUND, COLOURS, SHAPES, draw_shape
 from bridge.errors import ConfigError
-from bridge.vla.spaces import ActionSpace, ObservationSpec
-from bridge.vla.world import Split, World
-from bridge.vla.worlds import register_world
+from bridge.vla.worlds.base import Split, World
+from bridge.vla.worlds.registry import register_world
+from bridge.vla.worlds.spaces import ActionSpace, ObservationSpec
 
 ENV_ID = "bridge/Reach-v0"
 

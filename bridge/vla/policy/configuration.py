@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from bridge.errors import ConfigError
-from bridge.vla.worlds import get_world
+from bridge.vla.worlds import World, get_world
 
 HEADS = ("bins", "continuous", "categorical")
 
@@ -82,9 +82,14 @@ class PolicyConfig:
         if self.dim % 4:
             raise ConfigError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
 
-    def with_world_sizes(self) -> PolicyConfig:
-        """This configuration with the sizes and head left to the world (None) read from it, and checked against it."""
-        world = get_world(self.world, **self.world_options)
+    def make_world(self) -> World:
+        """The world this policy acts in, with its recorded options."""
+        return get_world(self.world, **self.world_options)
+
+    def with_world_sizes(self, world: World | None = None) -> PolicyConfig:
+        """This configuration with the sizes and head left to the world (None) read from it, and checked against it.
+        ``world`` is :meth:`make_world`'s, when the caller has it already."""
+        world = world or self.make_world()
         actions, observation = world.action_space, world.observation
         head = self.head or ("categorical" if actions.kind == "discrete" else "bins")
         if (head == "categorical") != (actions.kind == "discrete"):
@@ -111,8 +116,8 @@ NON_ARCHITECTURE_FIELDS = frozenset(
 def config_mismatch(saved: dict, current: dict) -> list[str]:
     """``key: saved -> current`` for every architecture field that differs (empty when compatible).
 
-    Sizes left to the world (None) are read from it first, so a checkpoint written before the sizes were
-    recorded compares equal to the same architecture with them.
+    Sizes left to the world (None) are read from it first, so a configuration that leaves them to the world
+    compares equal to a saved one, which records them.
     """
     names = [f.name for f in fields(PolicyConfig) if f.name not in NON_ARCHITECTURE_FIELDS]
     saved, current = (asdict(PolicyConfig(**{n: v for n, v in d.items() if n in _FIELDS}).with_world_sizes())

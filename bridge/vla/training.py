@@ -1,4 +1,4 @@
-"""VLAPolicy: behaviour cloning of the toy VLA policy with the Trainer, logger and checkpoints of classification."""
+"""VLAPolicy: behaviour cloning of a VLA policy with the Trainer, logger and checkpoints of classification."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from bridge.errors import ConfigError
 from bridge.lit.classifier import NonFiniteLossError
 from bridge.lit.schedule import build_schedule, time_spent
-from bridge.vla.config import PolicyConfig, config_mismatch
-from bridge.vla.evaluate import evaluate
-from bridge.vla.language import wrap_tokenizer
-from bridge.vla.policy import Policy
+from bridge.vla.demos.datamodule import DemoDataModule
+from bridge.vla.evaluation.closed_loop import evaluate
+from bridge.vla.policy.configuration import PolicyConfig, config_mismatch
+from bridge.vla.policy.language import wrap_tokenizer
+from bridge.vla.policy.modeling import Policy
+from bridge.vla.worlds import World, get_world
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -27,7 +29,7 @@ def default_optimizer(params) -> torch.optim.Optimizer:
 
 
 class VLAPolicy(L.LightningModule):
-    """Train a :class:`~bridge.vla.policy.Policy` on :class:`~bridge.vla.demos.DemoDataModule` demonstrations.
+    """Train a :class:`~bridge.vla.policy.modeling.Policy` on :class:`~bridge.vla.demos.DemoDataModule` demonstrations.
 
     ``policy`` holds the architecture (:class:`PolicyConfig`). ``encoder_lr_scale`` multiplies the encoder's
     learning rate (0 < scale < 1 for a pretrained encoder; ``policy.freeze_encoder`` freezes it). ``lr_schedule:
@@ -36,7 +38,7 @@ class VLAPolicy(L.LightningModule):
     validation scenes, never the evaluation's) after each validation epoch and logs ``val/success``, which then
     picks the best checkpoint; otherwise ``val/loss`` does. ``fit`` fills ``policy.world_options`` (the options of
     the world ``policy.world`` names) from the demo set, so the checkpoint acts in the world it was trained in.
-    ``policy.save_pretrained(folder)`` exports the trained policy for ``bridge.vla.loading.load_policy`` /
+    ``policy.save_pretrained(folder)`` exports the trained policy for ``bridge.vla.policy.loading.load_policy`` /
     ``Policy.from_pretrained``.
     """
 
@@ -73,6 +75,7 @@ class VLAPolicy(L.LightningModule):
             }
         )
         self.action_mae = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("fit", "val")})
+        self.world: World | None = None  # for the validation rollouts, built at their first use
 
     @property
     def config(self) -> PolicyConfig:
@@ -81,17 +84,18 @@ class VLAPolicy(L.LightningModule):
     # -- data and checkpoints ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if stage != "fit" or datamodule is None or not hasattr(datamodule, "env_config"):
+        if stage != "fit" or not isinstance(datamodule, DemoDataModule):
             return
         self._check_data(datamodule)
         self.policy.set_stats(datamodule.stats)  # a resumed run then restores the same values from its checkpoint
-        self.policy.config.world_options = dict(datamodule.env_config)
+        # The policy records the world it learns from, with the demos' options, so that it is evaluated in it.
+        self.policy.config.world_options = dict(datamodule.world.options)
         self.hparams["policy"] = asdict(self.config)
 
     def _check_data(self, datamodule) -> None:
         """The demo set is of the policy's world, with its frame size and action and state sizes."""
         c, obs, actions = self.config, datamodule.observation, datamodule.action_space
-        world, arg = datamodule.world, "model.init_args.policy"
+        world, arg = datamodule.world.name, "model.init_args.policy"
         if world != c.world:
             raise ConfigError(
                 f"the demo set is of world {world!r} but the policy's is {c.world!r}; set {arg}.world: {world}"
@@ -137,7 +141,7 @@ class VLAPolicy(L.LightningModule):
             raise ConfigError(
                 "the checkpoint was trained with another policy configuration:\n  "
                 + "\n  ".join(mismatch)
-                + "\nUse the checkpoint's configuration (bridge.vla.loading.load_policy reads it) or start a new "
+                + "\nUse the checkpoint's configuration (bridge.vla.load_policy reads it) or start a new "
                 "run without ckpt_path."
             )
         if "tokenizer" in checkpoint:
@@ -191,8 +195,10 @@ class VLAPolicy(L.LightningModule):
         # Closed loop, the number a VLA policy is judged by, on fixed validation scenes: best.ckpt is chosen on
         # them, so they are not the scenes `vla eval` reports. Every rank runs the same episodes with the same
         # weights, so no synchronisation is needed.
-        results, _ = evaluate(
-            self.policy.as_agent(), self.config.world_options, episodes=self.hparams.rollout_episodes, seeds=1,
-            conditions=("policy",), progress=False, world=self.config.world, scenes="validation",
+        if self.world is None:
+            self.world = get_world(self.config.world, **self.config.world_options)
+        result, _ = evaluate(
+            self.policy.as_agent(), self.world, episodes=self.hparams.rollout_episodes, seeds=1, conditions=("policy",),
+            progress=False, scenes="validation",
         )  # fmt: skip
-        self.log("val/success", results["policy"].success_rate, prog_bar=True, sync_dist=True)
+        self.log("val/success", result.conditions["policy"].success_rate, prog_bar=True, sync_dist=True)

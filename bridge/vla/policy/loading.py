@@ -14,9 +14,9 @@ from huggingface_hub import constants
 
 from bridge.errors import ConfigError, MissingFileError
 from bridge.models import load_file
-from bridge.vla.config import PolicyConfig
-from bridge.vla.language import wrap_tokenizer
-from bridge.vla.policy import Policy
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.language import wrap_tokenizer
+from bridge.vla.policy.modeling import Policy
 
 PREFIX = "policy."  # VLAPolicy holds the Policy as ``self.policy``
 
@@ -49,8 +49,6 @@ def policy_from_checkpoint(checkpoint: dict, path: Path | str = "the checkpoint"
             kind = f"an ImageClassifier checkpoint of {hparams['model']}"
         raise ConfigError(f"{path} is {kind}; pass the checkpoint of a VLA run (runs/<name>/checkpoints/*.ckpt)")
     config = PolicyConfig(**saved)
-    if not config.world_options and hparams.get("world"):  # written before the policy recorded its world's settings
-        config.world_options = dict(hparams["world"])
     tokenizer = wrap_tokenizer(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else None
     policy = Policy(config, tokenizer=tokenizer, encoder_weights=False)
     state = {k.removeprefix(PREFIX): v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}

@@ -111,5 +111,5 @@ def error_curves(results: dict[str, list[Result]]) -> dict[str, dict]:
 
 
 def final_errors(results: list[Result], split: str = "train") -> np.ndarray:
-    """The last epoch's error (%) of each seed, a (seeds, 1) matrix for bridge.analysis.comparisons."""
+    """The last epoch's error (%) of each seed, a (seeds, 1) matrix for bridge.analysis.bootstrap."""
     return np.array([[getattr(r.curves, split)[-1]] for r in results])

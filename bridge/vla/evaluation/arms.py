@@ -2,45 +2,37 @@
 
 An arm is a list of ``results.json`` files, one per training run, all evaluated on the same episodes; each file
 keeps every episode's seed and success. The arm becomes a (runs, episodes) matrix for
-:mod:`bridge.analysis.comparisons`, whose bootstrap resamples both the runs and the episodes, and two arms are
+:mod:`bridge.analysis.bootstrap`, whose bootstrap resamples both the runs and the episodes, and two arms are
 paired run by run (the i-th file of each, e.g. the same training seed, or the same checkpoint acted two ways).
 """
 
 from __future__ import annotations
 
-import json
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
-from bridge.analysis.comparisons import Comparison, Interval, compare, interval
+from bridge.analysis.bootstrap import Comparison, Interval, compare, interval
 from bridge.errors import ConfigError
+from bridge.vla.evaluation.result import EvalResult
 
 
 def arm_scores(paths: list[Path], condition: str = "policy") -> tuple[np.ndarray, tuple]:
     """One arm's (runs, episodes) matrix of successes for ``condition``, and its scenes: (world, episode seeds)."""
     rows, scenes = [], None
     for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"{path} does not exist; pass the results.json files `vla eval` wrote")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ConfigError(f"{path} is not JSON; pass the results.json files `vla eval` wrote") from None
-        result = data.get("results", {}).get(condition)
-        if result is None:
+        result = EvalResult.from_json(path)
+        if condition not in result.conditions:
             raise ConfigError(f"{path} has no {condition!r} condition; evaluate it with --conditions {condition}")
-        if "episode_success" not in result:
-            raise ConfigError(f"{path} predates per-episode results; run `vla eval` on its checkpoint again")
         if scenes is None:
-            scenes, first = (data["world"], data["episode_seeds"]), path
-        elif (data["world"], data["episode_seeds"]) != scenes:
+            scenes, first = (result.world, result.episode_seeds), path
+        elif (result.world, result.episode_seeds) != scenes:
             raise ConfigError(
                 f"{path} and {first} were evaluated on different episodes; pairing needs the same scenes: "
                 "run `vla eval` with the same world, --episodes and --seeds"
             )
-        rows.append(result["episode_success"])
+        rows.append(result.conditions[condition].episode_success)
     return np.array(rows, dtype=np.float64), scenes
 
 

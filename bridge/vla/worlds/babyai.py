@@ -34,10 +34,10 @@ from minigrid.core.grid import Grid
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from bridge.errors import ConfigError, UnknownNameError
-from bridge.vla.babyai_recolour import recolour
-from bridge.vla.spaces import ActionSpace, ObservationSpec
-from bridge.vla.world import Split, World
-from bridge.vla.worlds import register_world
+from bridge.vla.worlds.babyai_recolour import recolour
+from bridge.vla.worlds.base import Split, World
+from bridge.vla.worlds.registry import register_world
+from bridge.vla.worlds.spaces import ActionSpace, ObservationSpec
 
 VIEWS = ("partial", "full")
 NUM_ACTIONS = 7  # left, right, forward, pickup, drop, toggle, done

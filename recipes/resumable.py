@@ -10,10 +10,13 @@ Under DDP every rank runs every stage (the Trainer keeps them in step); only ran
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from bridge.errors import ConfigError
 from bridge.runs import folder_kind, is_empty, mark_folder
 from recipes.kit import is_global_zero
 
-RESULT, CONFIG = "result.json", "stage.json"
+RESULT, CONFIG, LOG = "result.json", "stage.json", "log.txt"
 
 
 class StageConfigError(ConfigError):
@@ -37,16 +40,25 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def run_stage(
-    out: Path, name: str, config: dict, work: Callable[[Path, str | None], dict], cheap: bool = False
-) -> dict:
+    out: Path, name: str, config: dict, work: Callable[[Path, str | None], dict], cheap: bool = False,
+    quiet: bool = False, announce: bool = True,
+) -> dict:  # fmt: skip
     """Run ``work(folder, resume_from)`` once for this ``config``, or return the result it stored before.
 
     ``resume_from`` is the stage's ``checkpoints/last.ckpt`` when an earlier attempt left one, else None.
     A ``cheap`` stage (an evaluation: no training to lose) is simply run again when its configuration changed.
     A damaged record (a truncated ``result.json``, or a result whose checkpoint is missing or truncated) is
-    said so and the stage runs again, from its ``last.ckpt`` when there is one.
+    said so and the stage runs again, from its ``last.ckpt`` when there is one. ``quiet``: everything the work
+    prints (Lightning, W&B) goes to ``<folder>/log.txt`` instead; ``announce``: the stage's own lines (started,
+    resumed, done before) are printed, else they go there too.
     """
     folder = out / name
+    if not announce:
+        folder.mkdir(parents=True, exist_ok=True)
+        with output_to(folder / LOG):
+            return run_stage(out, name, config, work, cheap, quiet)
+    if quiet:
+        work = functools.partial(_quietly, work)
     config = json.loads(json.dumps(config))  # tuples become lists, as they come back from disk
     saved = read_record(folder / CONFIG)
     if saved is not None:
@@ -71,6 +83,35 @@ def run_stage(
     if is_global_zero():
         write_json(folder / RESULT, result)
     return result
+
+
+def _quietly(work: Callable[[Path, str | None], dict], folder: Path, resume: str | None) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    with output_to(folder / LOG):
+        return work(folder, resume)
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Everything this process writes to its standard output and error goes to ``path`` (appended) meanwhile.
+
+    At the level of file descriptors, not ``sys.stdout``: Lightning's log handlers, tqdm and W&B's service hold
+    their own references to the streams, and a child process inherits the descriptors.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def read_record(path: Path) -> Any | None:

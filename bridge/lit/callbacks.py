@@ -1,8 +1,12 @@
-"""Small callbacks: a last.ckpt that is never far behind, the checkpoint paths in W&B, and predictions on disk."""
+"""Small callbacks: a last.ckpt that is never far behind, the checkpoint paths in W&B, predictions on disk, and
+a run's progress in a file that another process can read."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -55,7 +59,8 @@ class LastCheckpoint(ModelCheckpoint):
             return  # nothing to save, or the step callback has just saved this very step
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
         self.last_model_path = path  # before saving: the path is part of the callback's saved state
-        trainer.save_checkpoint(path)
+        # The whole state, to resume from (Lightning's default, but said: otherwise it warns at every save).
+        trainer.save_checkpoint(path, weights_only=False)
 
 
 class ResumeHint(Callback):
@@ -113,3 +118,43 @@ def _flatten(items):
             yield from _flatten(item)
         else:
             yield int(item)
+
+
+class ProgressFile(Callback):
+    """``progress.json`` in the run folder, rewritten at most every ``every`` seconds while training: the step,
+    the steps the run will take and the training seconds so far (a pipeline's live view reads it)."""
+
+    NAME = "progress.json"
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every, self.started, self.written = every, 0.0, 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter() - self._seconds(trainer)  # a resumed run goes on counting
+        self._write(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if time.perf_counter() - self.written >= self.every:
+            self._write(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)
+
+    def _seconds(self, trainer: L.Trainer) -> float:
+        path = Path(trainer.default_root_dir) / self.NAME
+        try:
+            return float(json.loads(path.read_text())["seconds"]) if trainer.global_step else 0.0
+        except (OSError, ValueError, KeyError):
+            return 0.0
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.written = time.perf_counter()
+        steps = trainer.estimated_stepping_batches
+        data = {"step": trainer.global_step, "steps": int(steps) if steps != float("inf") else None,
+                "seconds": self.written - self.started}  # fmt: skip
+        path = Path(trainer.default_root_dir) / self.NAME
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)

@@ -116,6 +116,9 @@ class ImageClassifier(L.LightningModule):
                 f"the data has {data_classes} classes but the model was built for num_classes="
                 f"{self.hparams.num_classes}; set model.num_classes: {data_classes}"
             )
+        if hasattr(datamodule, "image_size") and hasattr(datamodule, "in_chans"):
+            # One image of the data's size, so that Lightning's model summary counts the FLOPs.
+            self.example_input_array = torch.zeros(1, datamodule.in_chans, datamodule.image_size, datamodule.image_size)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch

@@ -76,6 +76,17 @@ class VLAPolicy(L.LightningModule):
         )
         self.action_mae = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("fit", "val")})
         self.world: World | None = None  # for the validation rollouts, built at their first use
+        # One blank frame (or history of frames), state and instruction: Lightning's model summary counts the
+        # FLOPs of a forward pass with it.
+        frames = (c.n_obs_steps,) if c.n_obs_steps > 1 else ()
+        self.example_input_array = (
+            torch.zeros(1, *frames, c.image_size, c.image_size, 3, dtype=torch.uint8), torch.zeros(1, c.state_dim),
+            [self.policy.text.tokenizer.unk_token],
+        )  # fmt: skip
+
+    def forward(self, images: torch.Tensor, states: torch.Tensor, tasks: list[str]) -> torch.Tensor:
+        """The policy's head outputs (see :meth:`Policy.forward <bridge.vla.policy.modeling.Policy.forward>`)."""
+        return self.policy(images, states, tasks)
 
     @property
     def config(self) -> PolicyConfig:

@@ -35,6 +35,7 @@ from recipes.lineage import stages
 from recipes.lineage.pool import stage_pool
 from recipes.lineage.presets import PRESETS, Preset, arms, cached_timm_weights
 from recipes.lineage.report import check_readme
+from recipes.live_view import LiveView
 from recipes.resumable import claim_folder
 
 
@@ -46,12 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer spans
     # processes itself (DDP: every rank must run every stage, in step).
     processes = preset.parallel if single_process(args.trainer_config) else 1
+    live = LiveView(out, f"lineage, preset {args.preset}", enabled=not args.verbose and kit.is_global_zero())
     with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
-        with stage_pool(processes) as pool:
+        with stage_pool(processes) as pool, live:
             run = stages.Lineage(
                 args.preset, preset, out, list(range(args.seed, args.seed + preset.seeds)),
                 arms(preset, args.vit_weights, args.timm_weights or cached_timm_weights(preset.timm)),
                 args.trainer, args.trainer_config, pool, processes, args.readme and Path(args.readme),
+                verbose=args.verbose, live=live.enabled,
             )  # fmt: skip
             backbones = stages.pretrain(run)
             demos = stages.collect(run)
@@ -99,6 +102,9 @@ def build_parser() -> ArgumentParser:
         "--vit-pretraining", action=argparse.BooleanOptionalAction, help="pretrain the ViT on shapes too"
     )
     parser.add_argument("--readme", help="also write the answer (table, verdicts, chart) into this file's demo block")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Lightning's and W&B's output too (always in each stage's log.txt)"
+    )
     return parser
 
 

@@ -7,6 +7,7 @@ go side by side where the preset says so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
@@ -18,9 +19,10 @@ from recipes.lineage.presets import LR, RESNET, TRUNK, Arm, Preset, vit
 from recipes.lineage.report import curves_chart, log_report, publish, success_chart
 from recipes.lineage.report import report as report_text
 from recipes.lineage.report_data import comparisons, curve, report_json
+from recipes.lineage.work import collect as collect_work
 from recipes.lineage.work import demos, evaluate_baselines, evaluate_run, train_policy
 from recipes.lineage.work import pretrain as pretrain_work
-from recipes.resumable import run_stage, write_json
+from recipes.resumable import output_to, run_stage, write_json
 
 
 @dataclass
@@ -37,6 +39,14 @@ class Lineage:
     pool: Executor
     processes: int = 1  # training runs side by side
     readme: Path | None = None  # a file whose demo-results block the report fills (make demo: README.md)
+    verbose: bool = False  # the frameworks' output on the terminal too, not only in each stage's log.txt
+    live: bool = False  # a live view shows the stages: they do not announce themselves
+
+    @property
+    def output(self) -> dict:
+        """How every stage's output is shown (:func:`recipes.resumable.run_stage`'s quiet and announce)."""
+        return {"quiet": not self.verbose, "announce": not self.live}
+
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -57,7 +67,7 @@ def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
     return {
         (stage, seed): run.pool.submit(
             run_stage, run.out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
-            pretrain_work(model, p, lr, seed, run.group, run.trainer),
+            pretrain_work(model, p, lr, seed, run.group, run.trainer), **run.output,
         )
         for seed in run.seeds
         for stage, (model, lr) in backbones.items()
@@ -69,7 +79,10 @@ def collect(run: Lineage) -> Path:
     """The expert demonstrations every policy trains on, collected here once so that no two runs collect them."""
     path = run.out / "demos"
     if kit.is_global_zero():
-        demos(run.preset, path).prepare_data()
+        p = run.preset
+        config = {"world": p.world, "image_size": p.image_size, "episodes": p.episodes}
+        run_stage(run.out, "collect-demos", config, collect_work(p, path), cheap=True, **run.output)
+        demos(p, path).prepare_data()  # at once when the set is there; again if it was deleted since
     return path
 
 
@@ -88,7 +101,7 @@ def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) ->
             folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
             config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
             work = train_policy(arm, p, seed, path, weights, run.group, run.trainer)
-            training[arm.label, seed] = run.pool.submit(run_stage, run.out, folder, config, work)
+            training[arm.label, seed] = run.pool.submit(run_stage, run.out, folder, config, work, **run.output)
     return [(arm, seed, training[arm.label, seed].result()) for arm in run.arms for seed in run.seeds]
 
 
@@ -97,12 +110,12 @@ def evaluate(run: Lineage, trained: list[tuple[Arm, int, dict]]) -> tuple[dict[s
     expert and random actions. Returns per arm its runs (see report_data.py) and the baselines' results."""
     p = run.preset
     episodes = {"world": p.world, "image_size": p.image_size, "episodes": p.eval_episodes, "seeds": p.eval_seeds}
-    evaluations = [run.pool.submit(evaluate_run, p, result, episodes) for _, _, result in trained]
+    evaluations = [run.pool.submit(evaluate_run, p, result, episodes, run.output) for _, _, result in trained]
     runs: dict[str, list[dict]] = {}
     for (arm, seed, result), points in zip(trained, evaluations):
         policy = [EvalResult.from_dict(point).conditions["policy"] for point in points.result()]
         runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": policy})
-    baselines = run_stage(run.out, "baselines", episodes, evaluate_baselines(p), cheap=True)
+    baselines = run_stage(run.out, "baselines", episodes, evaluate_baselines(p), cheap=True, **run.output)
     return runs, EvalResult.from_dict(baselines).conditions
 
 
@@ -120,7 +133,8 @@ def report(
     curves = {label: curve(r) for label, r in runs.items()}
     figures = {"success": success_chart(data, baselines, out / "success.png"),
                "curves": curves_chart(curves, out / "curves.png")}  # fmt: skip
-    log_report(out, run.group, data, runs, baselines, curves, figures)
+    with output_to(out / "report.log") if not run.verbose else contextlib.nullcontext():
+        log_report(out, run.group, data, runs, baselines, curves, figures)
     if run.readme is not None:
         publish(run.readme, data, baselines, figures["success"], out / "report.md")
     print(text)

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, Timer
 from bridge.analysis.summary import count_macs
 from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier
+from bridge.lit.callbacks import ProgressFile
 from bridge.vla.demos import DemoDataModule
 from bridge.vla.evaluation.closed_loop import evaluate
 from bridge.vla.evaluation.video import write_video
@@ -42,7 +43,7 @@ DATA_SEED = 0  # the shapes images and the demonstrations: one draw, shared by e
 def trainer(folder: Path, label: str, group: str, given: dict, **settings) -> L.Trainer:
     """A Trainer writing into the stage's folder; its Timer counts training time only, across resumes too."""
     return kit.trainer(
-        folder, label, group, given, callbacks=[Timer(verbose=False)], checkpoint_every_n_steps=50,
+        folder, label, group, given, callbacks=[Timer(verbose=False), ProgressFile()], checkpoint_every_n_steps=50,
         log_every_n_steps=10, num_sanity_val_steps=0, **settings,
     )  # fmt: skip
 
@@ -86,6 +87,16 @@ def demos(preset: Preset, path: Path, seed: int = DATA_SEED) -> DemoDataModule:
 
 # Each stage's work is a module-level function bound with functools.partial, not a closure, so that a stage
 # pickles into another process (pool.py runs stages side by side).
+def collect(preset: Preset, path: Path):
+    """The expert demonstrations at ``path``, once for every training seed."""
+    return functools.partial(_collect, preset, path)
+
+
+def _collect(preset: Preset, path: Path, folder: Path, resume) -> dict:
+    demos(preset, path).prepare_data()
+    return {"path": str(path)}
+
+
 def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, group: str, given: dict):
     """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
     return functools.partial(_pretrain, model, preset, lr, seed, group, given)
@@ -197,7 +208,7 @@ def _evaluate_baselines(preset: Preset, folder: Path, resume) -> dict:
     return result.to_dict()
 
 
-def evaluate_run(preset: Preset, trained: dict, episodes: dict) -> list[dict]:
+def evaluate_run(preset: Preset, trained: dict, episodes: dict, output: dict) -> list[dict]:
     """A trained policy at every point of its learning curve (stages ``eval-step-<n>``, the last ``eval``, with a
     video), on the same ``episodes`` (the points before the last on the first ``preset.curve_episodes`` of them).
     Cheap stages: new evaluation settings reuse the trained checkpoints."""
@@ -208,5 +219,6 @@ def evaluate_run(preset: Preset, trained: dict, episodes: dict) -> list[dict]:
         config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes, "episodes": n}
         work = evaluate_policy(preset, point["checkpoint"], n, video=last)
         folder = Path(trained["checkpoint"]).parent
-        points.append(run_stage(folder, "eval" if last else f"eval-step-{point['step']}", config, work, cheap=True))
+        name = "eval" if last else f"eval-step-{point['step']}"
+        points.append(run_stage(folder, name, config, work, cheap=True, **output))
     return points

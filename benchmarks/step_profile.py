@@ -1,0 +1,156 @@
+"""Where a policy's training step goes, against what this core can do.
+
+For the lineage's Reach policy (the tiny preset's arms) it times, on the same batches and one thread:
+
+* the parts of a step, each alone: the batch (the DataLoader), the instruction encoder, the image encoder
+  (forward and backward), the whole loss forward and backward (trunk, head and loss are what is left), the
+  optimiser step;
+* the same steps through Lightning's Trainer (the way users train), so its overhead, logging and metrics
+  included, is the difference;
+* the core's ceiling: a large float32 matmul and the encoder's own convolutions, timed in the same run, and the
+  step's achieved GFLOP/s (FLOPs from ``torch.utils.flop_counter``, forward and backward).
+
+    python benchmarks/step_profile.py                                  # the ResNet arm, 64x64 frames
+    python benchmarks/step_profile.py --arm "ViT scratch" --image-size 32 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from bridge.vla.demos import DemoDataModule, collect_demos, save_demos
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.training import VLAPolicy
+from recipes.lineage.presets import LR, PRESETS, arms, make_world, policy_settings
+from recipes.lineage.report_data import cpu_name
+
+
+def timed(fn: Callable[[], object], rounds: int) -> float:
+    """The median seconds of ``fn`` over ``rounds`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024, rounds: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / timed(lambda: a @ b, rounds) / 1e9
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arm", default="ResNet scratch", help="a lineage arm of the tiny preset's world")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--episodes", type=int, default=200, help="demos collected for the batches")
+    parser.add_argument("--rounds", type=int, default=10, help="timed calls per part")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    preset = replace(PRESETS["tiny"], image_size=args.image_size, batch_size=args.batch_size, arms=())
+    arm = {a.label: a for a in arms(preset, None, None)}.get(args.arm)
+    if arm is None:
+        raise SystemExit(
+            f"error: no arm {args.arm!r}; choose from {', '.join(a.label for a in arms(preset, None, None))}"
+        )
+    world = make_world(preset)
+    config = PolicyConfig(encoder=arm.encoder, encoder_kwargs=arm.kwargs, **policy_settings(world))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_demos(*collect_demos(world, args.episodes, progress=False), Path(tmp) / "demos")
+        data = DemoDataModule(str(path), world=world.name, world_options=world.options, episodes=None,
+                              batch_size=args.batch_size, val_fraction=0)  # fmt: skip
+        data.setup("fit")
+        module = VLAPolicy(config, optimizer=lambda p: torch.optim.AdamW(p, lr=LR))
+        module.policy.set_stats(data.stats)
+        policy = module.policy.train()
+        batches = iter(data.train_dataloader())
+        batch = next(batches)
+        frames = policy.preprocess(batch["observation.image"])
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
+
+        def loss_backward() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            policy.compute_loss(batch).loss.backward()
+
+        def step() -> None:
+            loss_backward()
+            optimizer.step()
+
+        def encoder() -> None:
+            policy.encoder.encode(frames).pooled.sum().backward()
+
+        def text() -> None:
+            policy.text(list(batch["task"])).pooled.sum().backward()
+
+        def next_batch() -> None:
+            nonlocal batches
+            try:
+                next(batches)
+            except StopIteration:
+                batches = iter(data.train_dataloader())
+
+        parts = {name: timed(fn, args.rounds) for name, fn in
+                 (("batch", next_batch), ("text", text), ("encoder", encoder), ("loss", loss_backward),
+                  ("step", step))}  # fmt: skip
+        with FlopCounterMode(display=False) as counter:
+            loss_backward()
+        step_flops = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            encoder()
+        encoder_flops = counter.get_total_flops()
+
+        steps = 4 * args.rounds
+        trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp)  # fmt: skip
+        start = time.perf_counter()
+        trainer.fit(VLAPolicy(config, optimizer=lambda p: torch.optim.AdamW(p, lr=LR)), data)
+        lightning_step = (time.perf_counter() - start) / steps
+
+    plain = parts["batch"] + parts["step"]
+    shares = {
+        "batch (DataLoader)": parts["batch"],
+        "instruction encoder, fwd + bwd": parts["text"],
+        "image encoder, fwd + bwd": parts["encoder"],
+        "trunk, head and loss, fwd + bwd": parts["loss"] - parts["text"] - parts["encoder"],
+        "optimiser step": parts["step"] - parts["loss"],
+        "Lightning (loop, logging, metrics)": lightning_step - plain,
+    }
+    peak = matmul_gflops()
+    table = Table(title=f"{args.arm}, {args.image_size}x{args.image_size} frames, batch {args.batch_size}, "
+                        f"{args.threads} thread(s), {cpu_name()}")  # fmt: skip
+    for column in ("part", "ms", "share of a Trainer step"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for name, seconds in shares.items():
+        table.add_row(name, f"{1000 * seconds:.1f}", f"{seconds / lightning_step:.0%}")
+    table.add_row("a Trainer step", f"{1000 * lightning_step:.1f}", "100%")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"step: {step_flops / 1e9:.2f} GFLOP (fwd + bwd), {step_flops / parts['loss'] / 1e9:.1f} GFLOP/s achieved; "
+        f"image encoder: {encoder_flops / 1e9:.2f} GFLOP, {encoder_flops / parts['encoder'] / 1e9:.1f} GFLOP/s; "
+        f"a 1024x1024 float32 matmul on this core: {peak:.1f} GFLOP/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

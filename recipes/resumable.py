@@ -95,23 +95,22 @@ def _quietly(work: Callable[[Path, str | None], dict], folder: Path, resume: str
 def output_to(path: Path) -> Iterator[None]:
     """Everything this process writes to its standard output and error goes to ``path`` (appended) meanwhile.
 
-    At the level of file descriptors, not ``sys.stdout``: Lightning's log handlers, tqdm and W&B's service hold
-    their own references to the streams, and a child process inherits the descriptors.
+    At the level of file descriptors as well as of ``sys.stdout``: Lightning's log handlers, tqdm and W&B's
+    service hold their own references to the streams, and a child process inherits the descriptors.
     """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(path, "ab") as log:
+    with open(path, "a", buffering=1) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def read_record(path: Path) -> Any | None:

@@ -8,6 +8,7 @@ choose it by), ``<root>/wandb/``, the learning rate and the checkpoint paths in 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from bridge.errors import ConfigError
 from bridge.lit.callbacks import LastCheckpoint, LogCheckpointPaths
 from bridge.lit.checkpoint_io import AtomicCheckpointIO
 from bridge.tracking import wandb_offline
+
+# Lightning's copy of torch's tree flattening builds LeafSpec, which torch 2.10+ deprecates; every training step
+# would say so. Only that warning from that module is silenced.
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+    module=r"lightning\.pytorch\.utilities\._pytree",
+)  # fmt: skip
 
 CHECKPOINT_EVERY_N_STEPS = 100  # "last.ckpt" during an epoch too, so a killed run loses at most this many steps
 

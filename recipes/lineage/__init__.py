@@ -33,7 +33,7 @@ from bridge.vla.worlds import get_world
 from recipes import kit
 from recipes.lineage import stages
 from recipes.lineage.pool import stage_pool
-from recipes.lineage.presets import PRESETS, Preset, arms, cached_timm_weights
+from recipes.lineage.presets import PRESETS, SMOKE, Preset, arms, cached_timm_weights
 from recipes.lineage.report import check_readme
 from recipes.live_view import LiveView
 from recipes.resumable import claim_folder
@@ -44,16 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     args = kit.parse(parser, argv)
     preset, out = plan(parser, args)
     claim_folder(out, "lineage")
+    trainer, trainer_config = {**preset.trainer, **args.trainer}, {**preset.trainer, **args.trainer_config}
     # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer spans
     # processes itself (DDP: every rank must run every stage, in step).
-    processes = preset.parallel if single_process(args.trainer_config) else 1
+    processes = preset.parallel if single_process(trainer_config) else 1
     live = LiveView(out, f"lineage, preset {args.preset}", enabled=not args.verbose and kit.is_global_zero())
     with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
         with stage_pool(processes) as pool, live:
             run = stages.Lineage(
                 args.preset, preset, out, list(range(args.seed, args.seed + preset.seeds)),
                 arms(preset, args.vit_weights, args.timm_weights or cached_timm_weights(preset.timm)),
-                args.trainer, args.trainer_config, pool, processes, args.readme and Path(args.readme),
+                trainer, trainer_config, pool, processes, args.readme and Path(args.readme),
                 verbose=args.verbose, live=live.enabled,
             )  # fmt: skip
             backbones = stages.pretrain(run)
@@ -77,7 +78,7 @@ def build_parser() -> ArgumentParser:
         "--world", help="where the policies act (the preset's: reach), e.g. babyai:GoToRedBall: then every encoder "
         "starts from scratch, beside BabyAI's FiLM-CNN"
     )  # fmt: skip
-    parser.add_argument("--out", default=None, help="default runs/lineage/<preset>[-<world>]")
+    parser.add_argument("--out", default=None, help="default runs/lineage/<preset>[-<world>][-smoke]")
     parser.add_argument("--seeds", type=PositiveInt, help="training runs per policy (the preset's: 3)")
     parser.add_argument("--seed", type=NonNegativeInt, default=0, help="first training seed (SEED ... SEED+SEEDS-1)")
     parser.add_argument("--curve-points", type=PositiveInt, help="closed-loop evaluations along training (4)")
@@ -103,6 +104,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--readme", help="also write the answer (table, verdicts, chart) into this file's demo block")
     parser.add_argument(
+        "--smoke", action="store_true", help="every stage on a few examples (e.g. --preset gpu on a CPU)"
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="show Lightning's and W&B's output too (always in each stage's log.txt)"
     )
     return parser
@@ -122,7 +126,7 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
             check_readme(Path(args.readme))
         except BridgeError as err:
             parser.error(str(err))
-    preset = PRESETS[args.preset]
+    preset = replace(PRESETS[args.preset], **SMOKE) if args.smoke else PRESETS[args.preset]
     overrides = {
         "steps": args.steps, "episodes": args.episodes, "pretrain_epochs": args.pretrain_epochs,
         "shapes": tuple(args.shapes) if args.shapes else None, "eval_episodes": args.eval_episodes,
@@ -143,6 +147,7 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
     if unknown:
         parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
     suffix = "" if args.world in (None, PRESETS[args.preset].world) else "-" + args.world.replace(":", "-").lower()
+    suffix += "-smoke" if args.smoke else ""  # never in the folder of the preset's real run
     return preset, Path(args.out or f"runs/lineage/{args.preset}{suffix}")
 
 

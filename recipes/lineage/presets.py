@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.vla.worlds import World, get_world
 
@@ -22,7 +23,8 @@ class Preset:
     shapes: tuple[int, int, int] = (3000, 300, 300)  # pretraining images (train, validation, test)
     pretrain_epochs: int = 3
     pretrain_vit: bool = True
-    vit_width: int = 192  # 96 costs about a quarter: MACs go with the width squared
+    resnet_widths: tuple[int, int] = (16, 32)  # the ResNet's two stages
+    vit_width: int = 192  # timm's ViT-Tiny; MACs go with the width squared
     episodes: int = 1000  # expert demonstrations
     steps: int = 250  # optimiser steps per policy
     batch_size: int = 64
@@ -35,6 +37,7 @@ class Preset:
     timm: str = "timm:resnet18"  # weights are used when they are in the local Hugging Face cache
     num_workers: int = 0
     parallel: int = 1  # training runs side by side, one torch thread each (pool.py); 1: one at a time
+    trainer: dict[str, Any] = field(default_factory=dict)  # Trainer settings; the command line's --trainer.* win
 
 
 PRESETS = {
@@ -44,23 +47,32 @@ PRESETS = {
     # the evaluation episodes, and the runs two at a time with one thread each (pool.py). Pretraining keeps the
     # full size: fewer images end inside the warm-up, before the classifier has learnt the shapes.
     "tiny": Preset(
-        steps=300, curve_episodes=25, parallel=2, arms=("ResNet fine-tuned", "ResNet scratch"),
-        pretrain_vit=False, vit_width=96, timm="timm:mobilenetv3_small_100",
+        steps=300, curve_episodes=25, parallel=2, timm="timm:mobilenetv3_small_100", vit_width=48,
+        arms=("ResNet fine-tuned", "ResNet scratch", "ViT fine-tuned", "ViT scratch"),
     ),
     # Sharper numbers on a CPU: the budget of configs/vla_resnet.yaml, every arm.
-    "cpu": Preset(shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3),
+    "cpu": Preset(
+        shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3, vit_width=48
+    ),
     # The comparison on BabyAI's GoToRedBall: the field's FiLM-CNN, ResNet and ViT, all from scratch (the shapes are
     # Reach's objects), three seeds each, two runs side by side.
     "babyai": Preset(
         world="babyai:GoToRedBall", episodes=5000, steps=400, vit_width=96, eval_episodes=100, curve_episodes=25,
         parallel=2,
     ),
-    # One or more GPUs.
+    # One or more GPUs, in bf16: the ResNet at ResNet-18's first two widths against ViT-Tiny's width, matched in
+    # MACs a frame (tests/test_lineage.py holds them to 1.5x).
     "gpu": Preset(
         shapes=(24000, 2400, 2400), pretrain_epochs=10, episodes=20000, steps=10000, batch_size=256,
-        eval_episodes=100, eval_seeds=3, num_workers=4,
+        eval_episodes=100, eval_seeds=3, num_workers=4, resnet_widths=(64, 128), trainer={"precision": "bf16-mixed"},
     ),
 }  # fmt: skip
+
+
+# --smoke: every stage of a preset on a handful of examples, with its models, arms and Trainer settings (the gpu
+# preset's bf16 included), to check a preset on a small machine before paying for its budget.
+SMOKE = {"shapes": (48, 12, 12), "pretrain_epochs": 1, "episodes": 8, "steps": 2, "batch_size": 8, "eval_episodes": 2,
+         "eval_seeds": 1, "curve_episodes": None, "curve_points": 1, "seeds": 1, "num_workers": 0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,13 @@ class Arm:
 
 FILM_CNN = "FiLM-CNN (BabyAI 1.1)"  # the grid-world field's reference encoder, an arm outside Reach
 
-# ResNet-20's basic blocks behind the ImageNet stem, two stages: a 64x64 frame becomes 8x8 tokens.
-RESNET = ("resnet20", {"stem": "imagenet", "layers": [3, 3], "widths": [16, 32]})
+
+def resnet(widths: tuple[int, int] = (16, 32)) -> tuple[str, dict]:
+    """ResNet-20's basic blocks behind the ImageNet stem, two stages: a 64x64 frame becomes 8x8 tokens."""
+    return "resnet20", {"stem": "imagenet", "layers": [3, 3], "widths": list(widths)}
+
+
+RESNET = resnet()
 
 
 def vit(size: int, width: int = 192, patch_size: int | None = None) -> tuple[str, dict]:
@@ -102,7 +119,7 @@ def policy_settings(world: World) -> dict:
 
 
 def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:
-    r, v = RESNET, vit(preset.image_size, preset.vit_width)
+    r, v = resnet(preset.resnet_widths), vit(preset.image_size, preset.vit_width)
     if preset.world != PRETRAINING_WORLD:
         # Elsewhere every encoder starts from scratch, beside the grid-world field's own FiLM-CNN; the ViT's 8x8
         # patches are BabyAI's cells.

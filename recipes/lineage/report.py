@@ -50,6 +50,23 @@ def mean_of(runs: list[dict], key: str) -> float:
     return float(np.mean([run["train"][key] for run in runs]))
 
 
+CAPACITY_GAP = 3  # encoders further apart than this in params or MACs are said to be
+
+
+def capacity_notes(arms: list[dict]) -> list[str]:
+    """A line for each pair of encoders more than 3x apart in params or MACs: their comparison is also one of size."""
+    notes, seen = [], {}
+    for a in arms:
+        seen.setdefault((a["encoder"], a["encoder_params"], a["encoder_macs"]), a["label"])
+    encoders = list(seen.items())
+    for i, ((_, params_a, macs_a), a) in enumerate(encoders):
+        for (_, params_b, macs_b), b in encoders[i + 1 :]:
+            params, macs = max(params_a, params_b) / min(params_a, params_b), max(macs_a, macs_b) / min(macs_a, macs_b)
+            if max(params, macs) > CAPACITY_GAP:
+                notes.append(f"- {a} and {b} differ {params:.1f}x in params and {macs:.1f}x in MACs.")
+    return notes
+
+
 def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines: dict, pretrained: dict) -> str:
     """``data``: the report.json dictionary; ``runs``: per arm label its training runs (see report_data.py)."""
     header = ["encoder", "init", "params", "MACs", "train s", "images/s", "success [95% CI]", "action MAE"]
@@ -66,10 +83,9 @@ def report(preset_name: str, data: dict, runs: dict[str, list[dict]], baselines:
           f"{c['probability_of_improvement']:.2f}", c["verdict"]] for c in data["comparisons"]],
     )  # fmt: skip
     notes = "\n".join(
-        f"- seed {seed}: {r['model']} pretrained on shapes: validation accuracy {r['val_acc']:.1%} "
-        f"({r['seconds']:.0f} s)"
-        for (_, seed), r in pretrained.items()
-    )
+        [f"- seed {seed}: {r['model']} pretrained on shapes: validation accuracy {r['val_acc']:.1%} "
+         f"({r['seconds']:.0f} s)" for (_, seed), r in pretrained.items()] + capacity_notes(data["arms"])
+    )  # fmt: skip
     env = data["environment"]
     episodes = baselines["expert"].episodes
     seeds = data["seeds"]

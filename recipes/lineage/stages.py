@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bridge.vla.evaluation.result import ConditionResult, EvalResult
 from recipes import kit
-from recipes.lineage.presets import LR, RESNET, TRUNK, Arm, Preset, vit
+from recipes.lineage.presets import LR, TRUNK, Arm, Preset, resnet, vit
 from recipes.lineage.report import curves_chart, log_report, publish, success_chart
 from recipes.lineage.report import report as report_text
 from recipes.lineage.report_data import comparisons, curve, report_json
@@ -60,7 +60,7 @@ def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
     p = run.preset
     shared = {"image_size": p.image_size, "shapes": p.shapes, "epochs": p.pretrain_epochs, "batch_size": p.batch_size,
               "trainer": run.trainer_config}  # fmt: skip
-    backbones = {"pretrain-resnet": (RESNET, 2e-3)}  # AdamW; the ViT wants a lower rate
+    backbones = {"pretrain-resnet": (resnet(p.resnet_widths), 2e-3)}  # AdamW; the ViT wants a lower rate
     if p.pretrain_vit:
         backbones["pretrain-vit"] = (vit(p.image_size, p.vit_width), 1e-3)
     wanted = {arm.weights for arm in run.arms}

@@ -14,6 +14,7 @@ import torch
 from bridge import create_model
 from bridge.analysis.summary import count_macs
 from bridge.errors import ConfigError
+from bridge.vla import EvalResult
 from recipes.lineage.presets import PRESETS, arms, resnet, vit
 from recipes.lineage.report import README_END, README_START, capacity_notes, check_readme, publish
 
@@ -95,5 +96,8 @@ def test_the_gpu_preset_runs_on_a_cpu_with_smoke(tmp_path):
     assert report["settings"]["trainer"] == {"precision": "bf16-mixed"} and report["settings"]["steps"] == 2
     assert {arm["label"]: arm["encoder_params"] for arm in report["arms"]} == {
         "ResNet fine-tuned": 1_044_032, "ViT scratch": 1_829_568}  # fmt: skip
-    stage = json.loads((tmp_path / "runs/lineage/gpu-smoke/policy-vit-scratch-seed0/stage.json").read_text())
-    assert stage["trainer"]["precision"] == "bf16-mixed"
+    policy = tmp_path / "runs/lineage/gpu-smoke/policy-vit-scratch-seed0"
+    assert json.loads((policy / "stage.json").read_text())["trainer"]["precision"] == "bf16-mixed"
+    evaluated = EvalResult.from_json(policy / "eval" / "result.json")  # the result format `vla eval` writes
+    assert evaluated.world == "reach" and evaluated.conditions["policy"].episodes == 2
+    assert evaluated.checkpoint.endswith("policy-vit-scratch-seed0/policy.ckpt")

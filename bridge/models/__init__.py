@@ -1,6 +1,6 @@
 """The zoo. Importing this package registers every built-in model family."""
 
-from bridge.models import lenet, alexnet, vgg, resnet, vit, film_cnn  # noqa: F401, I001  (registers, in lineage order)
+from bridge.models import lenet, alexnet, vgg, resnet, vit, hybrid, film_cnn  # noqa: F401, I001  (registers, in lineage order)
 from bridge.models.base import EncoderOutput, ZooModel
 from bridge.models.factory import UnknownArgumentError, create_model, create_model_for_input
 from bridge.models.registry import ModelInfo, list_models, model_info, register_model

@@ -23,6 +23,7 @@ class Preset:
     shapes: tuple[int, int, int] = (3000, 300, 300)  # pretraining images (train, validation, test)
     pretrain_epochs: int = 3
     pretrain_vit: bool = True
+    hybrid: bool = False  # the shapes-pretrained ResNet's stages as the patch embedding of the ViT's blocks
     resnet_widths: tuple[int, int] = (16, 32)  # the ResNet's two stages
     vit_width: int = 192  # timm's ViT-Tiny; MACs go with the width squared
     episodes: int = 1000  # expert demonstrations
@@ -52,7 +53,8 @@ PRESETS = {
     ),
     # Sharper numbers on a CPU: the budget of configs/vla_resnet.yaml, every arm.
     "cpu": Preset(
-        shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3, vit_width=48
+        shapes=(6000, 1200, 1200), pretrain_epochs=5, episodes=5000, steps=2000, eval_seeds=3, vit_width=48,
+        hybrid=True,
     ),
     # The comparison on BabyAI's GoToRedBall: the field's FiLM-CNN, ResNet and ViT, all from scratch (the shapes are
     # Reach's objects), three seeds each, two runs side by side.
@@ -65,6 +67,7 @@ PRESETS = {
     "gpu": Preset(
         shapes=(24000, 2400, 2400), pretrain_epochs=10, episodes=20000, steps=10000, batch_size=256,
         eval_episodes=100, eval_seeds=3, num_workers=4, resnet_widths=(64, 128), trainer={"precision": "bf16-mixed"},
+        hybrid=True,
     ),
 }  # fmt: skip
 
@@ -105,6 +108,12 @@ def vit(size: int, width: int = 192, patch_size: int | None = None) -> tuple[str
                                     "embed_dim": width}  # fmt: skip
 
 
+def hybrid(preset: Preset) -> tuple[str, dict]:
+    """The preset's ResNet under the preset's ViT blocks (bridge.models.hybrid): the same stages, the same width."""
+    _, kwargs = resnet(preset.resnet_widths)
+    return "resnet_vit", {"img_size": preset.image_size, "resnet": kwargs, "embed_dim": preset.vit_width, "depth": 4}
+
+
 def make_world(preset: Preset) -> World:
     """The world the preset's policies act in, its frames sized by the preset where the world lets them be."""
     world = get_world(preset.world)
@@ -138,6 +147,8 @@ def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> l
     ]
     if preset.pretrain_vit:
         result.append(Arm("ViT fine-tuned", *v, "pretrained on shapes", "pretrain-vit"))
+    if preset.hybrid:
+        result.append(Arm("Hybrid fine-tuned", *hybrid(preset), "ResNet pretrained on shapes", "pretrain-resnet"))
     if vit_weights:
         result.append(Arm("ViT-Tiny timm weights", *vit(preset.image_size), "timm weights (resampled)", vit_weights))
     timm_init = "timm weights" if timm_weights else "scratch (no weights on disk)"

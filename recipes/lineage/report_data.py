@@ -40,6 +40,8 @@ def pairs(labels: list[str], timm_label: str) -> list[tuple[str, str]]:
         ("ViT-Tiny timm weights", "ViT scratch"),
         ("ResNet scratch", "ViT scratch"),
         ("ResNet fine-tuned", "ViT fine-tuned"),
+        ("Hybrid fine-tuned", "ViT fine-tuned"),
+        ("Hybrid fine-tuned", "ResNet fine-tuned"),
         ("ResNet scratch", FILM_CNN),
         ("ViT scratch", FILM_CNN),
     ]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bridge.errors import ConfigError, CorruptFileError
-from bridge.models import ZooModel, create_model, import_weights, load_file
+from bridge.models import ZooModel, create_model, import_weights, load_file, model_info
 from bridge.nn.film import FiLM
 from bridge.vla.policy.configuration import PolicyConfig
 
@@ -59,13 +59,22 @@ def classifier_checkpoint_weights(path: str, encoder: str) -> dict[str, Tensor]:
     hparams = checkpoint.get("hyper_parameters") or {}
     if "state_dict" not in checkpoint or "model" not in hparams:
         raise CorruptFileError(f"{path} is not an ImageClassifier checkpoint (no state_dict with the model's name)")
-    if hparams["model"] != encoder:
+    if hparams["model"] != encoder and not serves_as_backbone(hparams["model"], encoder):
         kwargs = hparams.get("model_kwargs") or {}
         raise ConfigError(
             f"{path} holds a {hparams['model']} classifier but the policy's encoder is {encoder}; "
             f"set encoder: {hparams['model']} (and its model_kwargs as encoder_kwargs: {kwargs})"
         )
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+def serves_as_backbone(classifier: str, encoder: str) -> bool:
+    """Whether a ``classifier`` model's weights fit the convolutional half of ``encoder`` (a hybrid's
+    ``backbone_family``, e.g. any bridge ResNet for ``resnet_vit``)."""
+    if classifier.startswith("timm:") or encoder.startswith("timm:"):
+        return False
+    family = getattr(model_info(encoder).model_cls, "backbone_family", None)
+    return family is not None and model_info(classifier).family == family
 
 
 class EncoderFiLM(nn.ModuleDict):

@@ -40,15 +40,16 @@ def collect_demos(
     ``noise`` is the expert's (None: the world's default). The world executes the expert's actions, and each frame
     records what the expert's ``label`` names for it (for Reach the noise-free command, DART). The rare failed
     episode is dropped and the next seed used, so behaviour cloning never imitates a failure. Seeds stay below the
-    world's validation and evaluation seeds. ``workers`` processes (None: one per core) share the seeds; the
-    episodes do not depend on how many.
+    world's validation and evaluation seeds. ``workers`` processes (None: one per core, or one for a world that
+    says more do not pay, ``World.collect_in_processes``) share the seeds; the episodes do not depend on how many.
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1 (processes that collect), got {workers}")
     expert = world.expert(seed=seed, noise=noise)  # checks the noise here, before any process starts
-    kept, failed = _successful_episodes(world, episodes, seed, noise, num_envs, progress, workers or default_workers())
+    workers = workers or (default_workers() if world.collect_in_processes else 1)
+    kept, failed = _successful_episodes(world, episodes, seed, noise, num_envs, progress, workers)
     features = demo_features(world.observation, world.action_space)
     rows: dict[str, list] = {name: [] for name in features}
     for index, ep in enumerate(kept):

@@ -42,6 +42,9 @@ class World(abc.ABC):
     # Demos use seeds seed, seed + 1, ...; evaluation starts here, and demo collection refuses to reach it (or
     # the validation scenes below it), so no evaluation scene was seen in training. (BabyAI's own is 10**9.)
     eval_seed_offset: ClassVar[int] = 1_000_000
+    # Whether collecting its demos pays for more processes: a world that steps in Python per environment (BabyAI's
+    # bot) does; one that steps its environments as arrays (Reach) finishes before a spawned process has started.
+    collect_in_processes: ClassVar[bool] = True
     # A symmetry of the world that training may apply to demos (:meth:`augment`), in words; "" when it has none.
     augmentation: ClassVar[str] = ""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from bridge.errors import BridgeError
 from bridge.runs import FolderLock
@@ -93,6 +93,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--eval-seeds", type=PositiveInt)
     parser.add_argument("--image-size", type=int, help="the world's frames (64 by default)")
     parser.add_argument("--batch-size", type=PositiveInt)
+    parser.add_argument("--lr", type=PositiveFloat, help="AdamW's learning rate for every policy (2e-3)")
+    parser.add_argument("--head", choices=("continuous", "bins"), help="the action head in Reach (continuous)")
+    parser.add_argument("--bin-sigma", type=NonNegativeFloat, help="bins: HL-Gauss target width in bins (0: one-hot)")
     parser.add_argument(
         "--parallel", type=PositiveInt, help="training runs side by side, one torch thread each (tiny: 2, else 1)"
     )
@@ -133,7 +136,7 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
         "eval_seeds": args.eval_seeds, "image_size": args.image_size, "batch_size": args.batch_size,
         "timm": args.timm, "pretrain_vit": args.vit_pretraining, "seeds": args.seeds,
         "curve_points": args.curve_points, "arms": tuple(args.arms) if args.arms else None,
-        "parallel": args.parallel, "world": args.world,
+        "parallel": args.parallel, "world": args.world, "lr": args.lr, "head": args.head, "bin_sigma": args.bin_sigma,
     }  # fmt: skip
     if args.world not in (None, preset.world) and not args.arms:
         overrides["arms"] = ()  # the preset's arms are its world's; another world compares all of its own

@@ -29,6 +29,9 @@ class Preset:
     episodes: int = 1000  # expert demonstrations
     steps: int = 250  # optimiser steps per policy
     batch_size: int = 64
+    lr: float = LR
+    head: str = TRUNK["head"]  # continuous (L1) or bins, in a world of continuous actions
+    bin_sigma: float = 0.0  # bins: the width of HL-Gauss targets in bins (0: one-hot)
     eval_episodes: int = 50  # per evaluation seed
     eval_seeds: int = 2
     curve_episodes: int | None = None  # per evaluation seed at the curve points before the last (None: eval_episodes)
@@ -42,13 +45,14 @@ class Preset:
 
 
 PRESETS = {
-    # The README demo (make demo), sized for 10 minutes on 2 CPU cores with the set-up: the pretrained and
-    # fine-tuned ResNet against the same ResNet from scratch, three seeds each, so that its answer comes with the
-    # spread between runs; the cpu and gpu presets compare every arm. Its cuts: the curve's first points on half
-    # the evaluation episodes, and the runs two at a time with one thread each (pool.py). Pretraining keeps the
-    # full size: fewer images end inside the warm-up, before the classifier has learnt the shapes.
+    # The README demo (make demo), sized for 10 minutes on 2 CPU cores with the set-up: the ResNet and the ViT, each
+    # pretrained on shapes and fine-tuned and from scratch, three seeds each, so that its answer comes with the
+    # spread between runs. Batches of 32: twice the steps of batches of 64 for the same frames, which learn more
+    # from them (benchmarks/README.md). Its cuts: the curve's first points on half the evaluation episodes, and the
+    # runs two at a time with one thread each (pool.py). Pretraining keeps the full size: fewer images end inside
+    # the warm-up, before the classifier has learnt the shapes.
     "tiny": Preset(
-        steps=300, curve_episodes=25, parallel=2, timm="timm:mobilenetv3_small_100", vit_width=48,
+        steps=600, batch_size=32, curve_episodes=25, parallel=2, timm="timm:mobilenetv3_small_100", vit_width=48,
         arms=("ResNet fine-tuned", "ResNet scratch", "ViT fine-tuned", "ViT scratch"),
     ),
     # Sharper numbers on a CPU: the budget of configs/vla_resnet.yaml, every arm.
@@ -120,11 +124,12 @@ def make_world(preset: Preset) -> World:
     return world.replace(image_size=preset.image_size) if "image_size" in world.options else world
 
 
-def policy_settings(world: World) -> dict:
-    """The policy's fields its world decides (name, options, frame side, head) and the trunk every arm shares."""
-    head = TRUNK["head"] if world.action_space.kind == "box" else "categorical"
+def policy_settings(world: World, head: str = TRUNK["head"], bin_sigma: float = 0.0) -> dict:
+    """The policy's fields its world decides (name, options, frame side, head) and the trunk every arm shares;
+    ``head`` in a world of continuous actions (a discrete one takes the categorical head)."""
+    head = head if world.action_space.kind == "box" else "categorical"
     return {"world": world.name, "world_options": world.options, "image_size": world.observation.image_size,
-            **TRUNK, "head": head}  # fmt: skip
+            **TRUNK, "head": head, "bin_sigma": bin_sigma}  # fmt: skip
 
 
 def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:

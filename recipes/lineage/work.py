@@ -33,7 +33,7 @@ from bridge.vla.policy.loading import load_policy
 from bridge.vla.training import VLAPolicy
 from bridge.vla.worlds import World
 from recipes import kit
-from recipes.lineage.presets import LR, WARMUP, Arm, Preset, make_world, policy_settings
+from recipes.lineage.presets import WARMUP, Arm, Preset, make_world, policy_settings
 from recipes.lineage.report import BASELINES
 from recipes.resumable import run_stage
 
@@ -133,10 +133,10 @@ def _train_policy(
     L.seed_everything(seed, verbose=False)
     config = PolicyConfig(
         encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
-        **policy_settings(make_world(preset)),
+        **policy_settings(make_world(preset), preset.head, preset.bin_sigma),
     )  # fmt: skip
     module = VLAPolicy(
-        config, optimizer=functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.01),
+        config, optimizer=functools.partial(torch.optim.AdamW, lr=preset.lr, weight_decay=0.01),
         warmup_steps=min(WARMUP, preset.steps // 10),
     )  # fmt: skip
     data = demos(preset, path, seed)

@@ -11,14 +11,14 @@ import pytest
 from minigrid.utils.baby_ai_bot import BabyAIBot
 from minigrid.wrappers import RGBImgPartialObsWrapper
 
-import bridge.vla.babyai as babyai
+import bridge.vla.worlds.babyai as babyai
 from bridge.cli import main
 from bridge.errors import ConfigError, UnknownNameError
 from bridge.vla.demos import collect_demos, load_demos
-from bridge.vla.evaluate import eval_seeds, evaluate
-from bridge.vla.language import train_tokenizer, unknown_words
-from bridge.vla.rollout import rollouts
-from bridge.vla.worlds import get_world, list_worlds
+from bridge.vla.evaluation.closed_loop import eval_seeds, evaluate
+from bridge.vla.policy.language import train_tokenizer, unknown_words
+from bridge.vla.worlds.registry import get_world, list_worlds
+from bridge.vla.worlds.rollout import rollouts
 
 LEVELS = ("GoToRedBallGrey", "GoToRedBall", "GoToLocal", "PickupLoc", "PutNextLocal")
 
@@ -49,8 +49,9 @@ def test_a_level_speaks_the_world_dialect_and_its_bot_demos_succeed(level, token
     tasks = world.tasks(range(20))
     assert not [w for task in tasks for w in unknown_words(tokenizer, task)]  # the grammar covers every mission
 
-    dataset, meta = collect_demos(3, world=world, num_envs=3, progress=False)
-    assert meta["failed_episodes"] == 0 and meta["world"] == f"babyai:{level}" and meta["env"]["view"] == "partial"
+    dataset, meta = collect_demos(world, 3, num_envs=3, progress=False)
+    assert meta["failed_episodes"] == 0 and meta["world"] == f"babyai:{level}"
+    assert meta["world_options"]["view"] == "partial"
     actions = dataset.with_format("numpy")[:]["action"]
     assert actions.dtype == np.int64 and 0 <= actions.min() and actions.max() < 7
     assert sorted(set(dataset["episode_index"])) == [0, 1, 2]
@@ -130,7 +131,7 @@ def test_seeds_are_deterministic_and_demos_never_reach_evaluation_seeds():
     c = world.make().reset(seed=12)[0]
     assert not np.array_equal(a["image"], c["image"]) or a["task"] != c["task"]
     with pytest.raises(ConfigError, match="validation seeds"):
-        collect_demos(5, world=world, seed=world.validation_seed_offset - 3, progress=False)
+        collect_demos(world, 5, seed=world.validation_seed_offset - 3, progress=False)
 
 
 def test_a_bot_failure_drops_its_episode_and_counts_it(monkeypatch):
@@ -144,15 +145,15 @@ def test_a_bot_failure_drops_its_episode_and_counts_it(monkeypatch):
             return super().replan(action_taken)
 
     monkeypatch.setattr(babyai, "BabyAIBot", GivesUpOnce)
-    dataset, meta = collect_demos(3, world="babyai:GoToRedBall", num_envs=3, progress=False)
+    dataset, meta = collect_demos(get_world("babyai:GoToRedBall"), 3, num_envs=3, progress=False)
     assert meta["failed_episodes"] == 1 and meta["num_episodes"] == 3 and GivesUpOnce.failures == 0
     assert sorted(set(dataset["episode_index"])) == [0, 1, 2]
 
 
 def test_a_noisy_bot_executes_random_moves_and_records_its_own_actions():
-    world = "babyai:GoToLocal"
+    world = get_world("babyai:GoToLocal")
     for noise in (0.0, 0.3):
-        expert = get_world(world).expert(seed=1, noise=noise)
+        expert = world.expert(seed=1, noise=noise)
         episodes = list(rollouts(expert, range(12), world, num_envs=4, record=12, label=expert.label))
         assert all(ep.success for ep in episodes)  # the bot plans again from where each move left it
         executed = np.concatenate([np.ravel(ep.actions) for ep in episodes])
@@ -162,15 +163,15 @@ def test_a_noisy_bot_executes_random_moves_and_records_its_own_actions():
             assert not swapped.any()
         else:  # about a third of the steps drew a move, two thirds of those a move other than the bot's
             assert 0.05 < swapped.mean() < 0.4 and set(executed[swapped]) <= {0, 1, 2}
-    dataset, meta = collect_demos(2, world=world, noise=0.3, num_envs=2, progress=False)
+    dataset, meta = collect_demos(world, 2, noise=0.3, num_envs=2, progress=False)
     assert meta["expert"]["noise"] == 0.3
 
 
 def test_collection_in_two_processes_records_the_same_episodes_as_in_one():
     # One environment per process and 40 episodes: three blocks of 16 seeds, so both processes take blocks. A
     # noisy bot draws its moves from the block's own seed: the episodes cannot depend on who ran the block.
-    runs = [collect_demos(40, world="babyai:GoToRedBallGrey", noise=0.3, num_envs=1, workers=w, progress=False)
-            for w in (1, 2)]  # fmt: skip
+    world = get_world("babyai:GoToRedBallGrey")
+    runs = [collect_demos(world, 40, noise=0.3, num_envs=1, workers=w, progress=False) for w in (1, 2)]
     (one, meta_one), (two, meta_two) = runs
     assert meta_one == meta_two and meta_one["num_episodes"] == 40
     for column in ("action", "task", "episode_index", "frame_index"):
@@ -178,7 +179,7 @@ def test_collection_in_two_processes_records_the_same_episodes_as_in_one():
     frames = [np.stack(dataset.with_format("numpy")["observation.image"]) for dataset in (one, two)]
     assert np.array_equal(*frames)
     with pytest.raises(ConfigError, match="workers must be >= 1"):
-        collect_demos(1, world="babyai:GoToRedBallGrey", workers=0)
+        collect_demos(world, 1, workers=0)
 
 
 def test_the_bot_runs_only_for_the_expert():
@@ -188,25 +189,25 @@ def test_the_bot_runs_only_for_the_expert():
         envs.extend(info["bot"])
         return np.zeros(len(obs["task"]), dtype=np.int64)
 
-    list(rollouts(policy, range(2), "babyai:GoToRedBallGrey", num_envs=2))
+    list(rollouts(policy, range(2), get_world("babyai:GoToRedBallGrey"), num_envs=2))
     assert envs and all(env._bot is None for env in envs)  # a policy's evaluation never pays for the bot
 
 
 def test_evaluation_has_the_bot_as_ceiling_random_as_floor_and_episode_lengths():
-    world = "babyai:GoToRedBallGrey"
-    results, _ = evaluate(None, world=world, episodes=12, seeds=1, num_envs=12, conditions=("expert", "random"),
-                          progress=False)  # fmt: skip
-    expert, random = results["expert"], results["random"]
+    world = get_world("babyai:GoToRedBallGrey")
+    result, _ = evaluate(None, world, episodes=12, seeds=1, num_envs=12, conditions=("expert", "random"),
+                         progress=False)  # fmt: skip
+    expert, random = result.conditions["expert"], result.conditions["random"]
     assert expert.success_rate == 1.0 and random.success_rate < 0.5
-    assert 1 <= expert.mean_steps == expert.mean_steps_to_success < random.mean_steps <= get_world(world).max_steps
+    assert 1 <= expert.mean_steps == expert.mean_steps_to_success < random.mean_steps <= world.max_steps
 
 
 def test_the_cli_collects_with_world_options(tmp_path, capsys):
     out = tmp_path / "demos"
-    main(["vla", "collect", "--world", "babyai:GoToRedBallGrey", "--env", "view=full", "n_obs_steps=2",
+    main(["vla", "collect", "--world", "babyai:GoToRedBallGrey", "--world-options", "view=full", "n_obs_steps=2",
           "--episodes", "2", "--num-envs", "2", "--out", str(out)])  # fmt: skip
     dataset, meta = load_demos(out)
-    assert meta["env"] == {"view": "full", "tile_size": 8, "n_obs_steps": 2}
+    assert meta["world_options"] == {"view": "full", "tile_size": 8, "n_obs_steps": 2}
     assert meta["observation"]["n_obs_steps"] == 2 and np.asarray(dataset[0]["observation.image"]).shape == (64, 64, 3)
     main(["vla", "worlds"])
     assert "babyai" in capsys.readouterr().out.split()

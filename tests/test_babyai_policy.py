@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from bridge.lit.lightning_cli import BridgeCLI
-from bridge.vla.cli import register
-from bridge.vla.loading import load_policy
+from bridge.vla.commands import register
+from bridge.vla.evaluation.result import EvalResult
+from bridge.vla.policy.loading import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.init_args.policy.n_obs_steps", "2", "--data.init_args.env", '{"n_obs_steps": 2}',
+    "--model.init_args.policy.n_obs_steps", "2", "--data.init_args.world_options", '{"n_obs_steps": 2}',
     "--model.init_args.policy.dim", "32", "--model.init_args.policy.depth", "1",
     "--model.init_args.policy.text_dim", "16", "--model.init_args.policy.text_layers", "1",
     "--data.init_args.episodes", "12", "--data.init_args.val_fraction", "0.2", "--data.init_args.batch_size", "16",
@@ -60,7 +61,7 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
 
-    def vla_eval(*options: str) -> dict:
+    def vla_eval(*options: str) -> EvalResult:
         args = parser.parse_args(
             ["vla", "eval", "--ckpt", str(checkpoint), "--episodes", "6", "--seeds", "1", "--video", "none",
              "--no-wandb", *options]
@@ -68,15 +69,15 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
         return args.func(args)
 
     vla_eval("--out", str(tmp_path / "eval"))
-    results = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())["conditions"]
     assert set(results) == {"policy", "blank", "shuffled", "expert", "random"}
     assert results["expert"]["success_rate"] == 1.0  # the bot: BabyAI's ceiling
     assert results["random"]["success_rate"] < 1.0
     # Drawn actions: their own folder beside the run's argmax results, and the same numbers when run again.
     drawn = vla_eval("--temperature", "1", "--conditions", "policy")
     saved = json.loads((tmp_path / "run" / "eval" / "last_temperature1" / "results.json").read_text())
-    assert saved["temperature"] == 1.0 and saved["results"] == drawn["results"]
-    assert vla_eval("--temperature", "1", "--conditions", "policy")["results"] == drawn["results"]
+    assert saved["temperature"] == 1.0 and saved["conditions"] == drawn.to_dict()["conditions"]
+    assert vla_eval("--temperature", "1", "--conditions", "policy").conditions == drawn.conditions
     # The two ways of acting, compared episode by episode on the same scenes.
     args = parser.parse_args(
         ["vla", "compare", "--arm", "argmax", str(tmp_path / "eval" / "results.json"),
@@ -84,7 +85,7 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
     )  # fmt: skip
     arms = args.func(args)["arms"]
     assert arms["argmax"]["mean"] == pytest.approx(results["policy"]["success_rate"])
-    assert arms["drawn"]["mean"] == pytest.approx(drawn["results"]["policy"]["success_rate"])
+    assert arms["drawn"]["mean"] == pytest.approx(drawn.conditions["policy"].success_rate)
 
 
 def test_bf16_autocast_trains_a_resnet_policy_and_keeps_float32_weights(tmp_path):

@@ -11,9 +11,9 @@ import torch
 from minigrid.core.constants import COLOR_NAMES
 
 from bridge.errors import ConfigError
-from bridge.vla.babyai_recolour import recolour
 from bridge.vla.demos import DemoDataModule
-from bridge.vla.worlds import get_world
+from bridge.vla.worlds.babyai_recolour import recolour
+from bridge.vla.worlds.registry import get_world
 
 SHIFT = [1, 2, 3, 4, 5, 0]  # blue -> green -> grey -> purple -> red -> yellow -> blue (COLOR_NAMES is sorted)
 
@@ -70,7 +70,7 @@ def demo_module(tmp_path, world: str, **kwargs) -> DemoDataModule:
 
 
 def test_the_data_module_recolours_training_batches_only(tmp_path):
-    dm = demo_module(tmp_path, "babyai:GoToLocal", env={"n_obs_steps": 2}, batch_by="episode", augment=True)
+    dm = demo_module(tmp_path, "babyai:GoToLocal", world_options={"n_obs_steps": 2}, batch_by="episode", augment=True)
     batch = next(iter(dm.train_dataloader()))
     dm.trainer = SimpleNamespace(training=False)  # validation inside fit
     assert dm.on_after_batch_transfer(batch, 0) is batch

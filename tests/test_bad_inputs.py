@@ -32,7 +32,7 @@ VLA = (
     """--model.init_args.policy.encoder_kwargs '{"stem": "imagenet", "layers": [1], "widths": [8]}' """
     "--model.init_args.policy.dim 32 --model.init_args.policy.depth 1 --model.init_args.policy.num_heads 2 "
     "--model.init_args.policy.text_dim 16 --model.init_args.policy.text_layers 1 --data.init_args.batch_size 8 "
-    """--data.init_args.episodes 8 --data.init_args.env '{"image_size": 32, "num_objects": 1}' """
+    """--data.init_args.episodes 8 --data.init_args.world_options '{"image_size": 32, "num_objects": 1}' """
     "--data.init_args.val_fraction 0.25 --trainer.max_time null --trainer.limit_val_batches 2"
 )
 
@@ -198,8 +198,14 @@ BAD = {
     "collect-workers-zero": ("vla collect --episodes 2 --workers 0 --out runs/demos", r"--workers.*1 or more"),
     "collect-noise-nan": ("vla collect --episodes 2 --noise nan --out runs/demos", r"--noise.*finite number"),
     "collect-noise-negative": ("vla collect --episodes 2 --noise -1 --out runs/demos", r"--noise.*0 or more"),
-    "collect-env-not-a-pair": ("vla collect --episodes 2 --env image_size --out runs/demos", r"KEY=VALUE"),
-    "collect-env-image-size-zero": ("vla collect --episodes 2 --env image_size=0 --out runs/demos", r"image_size"),
+    "collect-world-options-not-a-pair": (
+        "vla collect --episodes 2 --world-options image_size --out runs/demos",
+        r"--world-options.*KEY=VALUE",
+    ),
+    "collect-world-options-image-size-zero": (
+        "vla collect --episodes 2 --world-options image_size=0 --out runs/demos",
+        r"image_size",
+    ),
     "collect-unknown-world": ("vla collect --world nowhere --episodes 2 --out runs/demos", r"reach"),
     "collect-unknown-babyai-level": (
         "vla collect --world babyai:GoToNowhere --episodes 2 --out runs/demos",
@@ -297,8 +303,8 @@ def test_ctrl_c_during_fit_says_how_to_resume(inputs, workdir, capsys, monkeypat
 
 
 def _policy_inputs(images=None, state_fill=0.0):
-    from bridge.vla.config import PolicyConfig
-    from bridge.vla.policy import Policy
+    from bridge.vla.policy.configuration import PolicyConfig
+    from bridge.vla.policy.modeling import Policy
 
     torch.manual_seed(0)
     policy = Policy(PolicyConfig(image_size=16, encoder_kwargs={"layers": [1], "widths": [8]}, text_dim=16,
@@ -360,7 +366,7 @@ def _analysis(module: str, function: str, inputs: dict, **kwargs):
 
 
 def _load_nan_policy(inputs):
-    from bridge.vla.loading import load_policy
+    from bridge.vla.policy.loading import load_policy
 
     return load_policy(inputs["nan"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.analysis.comparisons import (
+from bridge.analysis.bootstrap import (
     Interval,
     bootstrap_means,
     compare,

@@ -1,12 +1,26 @@
-"""The walkthrough (docs/lineage.md, docs/lineage.ko.md) against the code: every number in its exercise tables
-is recomputed with the project's functions, the two languages carry the same numbers, and every
-``python -m bridge zoo|analyze`` command in the docs and the README runs (on tiny settings); ``run``, ``vla`` and
-``fit`` commands, which train, are checked against their --help and their config files only."""
+"""The docs against the code.
+
+The walkthrough (docs/lineage.md, docs/lineage.ko.md): every number in its exercise tables is recomputed with the
+project's functions, and the two languages carry the same numbers.
+
+Every command shown in README.md, docs/*.md and benchmarks/README.md: ``python -m bridge zoo|analyze`` runs (on
+tiny settings); the commands that train or roll out are parsed by their own parsers without running: ``vla`` by
+bridge's argparse parser (and its ``--world-options`` by the world), ``run <recipe>`` by the recipe's parser,
+``fit|validate|test|predict`` by LightningCLI with ``--print_config``; ``torchrun`` and ``fabric run`` lines by the
+launcher's parser, then their bridge part as above; ``python benchmarks/<script>.py`` by the script's parser;
+``hf``, ``wandb`` and ``make`` lines against their --help or the Makefile."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import re
+import runpy
 import shlex
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +29,8 @@ import torch
 from bridge import create_model
 from bridge.analysis.receptive_field import compare_stacks, gradient_map, measured_size, sequential_receptive_field
 from bridge.analysis.summary import count_macs, summarize
-from bridge.cli import human, main
+from bridge.cli import main
+from bridge.model_commands import human
 from bridge.models.resnet import BasicBlock, Bottleneck
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,17 +158,292 @@ def test_vgg16_totals_quoted_in_the_prose():
 
 # -- every command in the docs -----------------------------------------------------------------------------
 
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`((?:\w+=\S+ )*(?:python -m bridge|python benchmarks/|torchrun|fabric run)(?: [^`]*)?)`")
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+BIN = Path(sys.executable).parent  # the venv's console scripts: hf, wandb
+# docs/extending.md's plugin files: its commands name the encoder, world and recipe they register.
+EXTENDING = dict(re.findall(r"```python\n# (\w+\.py)\n(.*?)```", (ROOT / "docs" / "extending.md").read_text(), re.S))
+PLUGINS = ",".join(name.removesuffix(".py") for name in EXTENDING)
 
-def commands() -> list[str]:
-    """``python -m bridge ...`` commands of the walkthrough (both languages) and the README, deduplicated."""
-    found: dict[str, None] = {}
-    for path in [*DOCS.values(), ROOT / "README.md"]:
-        text = path.read_text().replace("\\\n", " ")
-        lines = re.findall(r"^python -m bridge (.+)$", text, flags=re.M)
-        lines += re.findall(r"`python -m bridge ([^`]+)`", text)
+
+def shown_commands() -> list[tuple[str, tuple[str, ...]]]:
+    """(page, tokens) of every command the pages show: each line of their bash blocks (continuation lines joined,
+    shell comments and leading VAR=value assignments dropped) and each inline `python -m bridge ...`, `python
+    benchmarks/...`, `torchrun ...` or `fabric run ...` of their prose."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        lines = [line for block in SHELL_BLOCK.findall(text) for line in block.replace("\\\n", " ").splitlines()]
+        lines += INLINE.findall(re.sub(r"\s+", " ", SHELL_BLOCK.sub("", text)))
         for line in lines:
-            found[" ".join(shlex.split(line.split("  #")[0].split(" #")[0]))] = None
-    return list(found)
+            tokens = shlex.split(line, comments=True)
+            while tokens and ENV_ASSIGNMENT.match(tokens[0]):
+                tokens.pop(0)
+            if tokens:
+                found.append((page.relative_to(ROOT).as_posix(), tuple(tokens)))
+    return found
+
+
+def kind(tokens: tuple[str, ...]) -> str:
+    if tokens[:3] == ("python", "-m", "bridge"):
+        return "bridge"
+    if tokens[0] == "python" and len(tokens) > 1 and tokens[1].startswith("benchmarks/"):
+        return "benchmark"
+    if tokens[0] == "torchrun" or tokens[:2] == ("fabric", "run"):
+        return "launcher"
+    return tokens[0] if tokens[0] in ("hf", "wandb", "make", "export") else "unknown"
+
+
+def bridge_part(tokens: tuple[str, ...]) -> list[str] | None:
+    """The arguments a command hands to bridge (``python -m bridge ARGS``, or launched by torchrun or fabric)."""
+    if kind(tokens) == "bridge":
+        return list(tokens[3:])
+    if kind(tokens) == "launcher":
+        for i, token in enumerate(tokens[:-1]):
+            if (token, tokens[i + 1]) == ("-m", "bridge"):
+                return list(tokens[i + 2 :])
+            if token.endswith("bridge/__main__.py"):
+                return list(tokens[i + 1 :])
+    return None
+
+
+SHOWN = shown_commands()
+COMMANDS = list(dict.fromkeys(tokens for _, tokens in SHOWN))  # each once, in the order the pages show them
+BRIDGE = list(dict.fromkeys(tuple(part) for t in COMMANDS if (part := bridge_part(t)) is not None))
+
+
+def of_kind(*kinds: str) -> list[tuple[str, ...]]:
+    return [tokens for tokens in COMMANDS if kind(tokens) in kinds]
+
+
+def label(command) -> str:
+    return " ".join(command)
+
+
+class Parsed(Exception):
+    """Raised in place of the work that follows a successful parse."""
+
+    def __init__(self, namespace) -> None:
+        super().__init__("parsed")
+        self.namespace = namespace
+
+
+def quietly(call):
+    """``call()`` with its output captured; a non-zero SystemExit (a parser's error) fails with what was said."""
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+        try:
+            return call(), said.getvalue()
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                raise AssertionError(f"exit {exit_.code!r}: {said.getvalue()[-3000:]}") from None
+            return None, said.getvalue()
+
+
+@pytest.fixture(scope="module")
+def plugins(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("plugins")
+    for name, code in EXTENDING.items():
+        (folder / name).write_text(code)
+    return folder
+
+
+@contextlib.contextmanager
+def at_root(plugins: Path):
+    """Where the docs' commands run: the repository root, with docs/extending.md's plugins importable."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        mp.syspath_prepend(str(plugins))
+        mp.setenv("BRIDGE_PLUGINS", PLUGINS)
+        yield mp
+
+
+def bridge_commands() -> set[str]:
+    from bridge.cli import build_parser
+
+    parser = build_parser()
+    return set(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def check_bridge(argv: list[str], mp: pytest.MonkeyPatch) -> None:
+    if not argv:
+        return  # the program itself, named in prose
+    assert argv[0] in bridge_commands(), f"python -m bridge has no command {argv[0]!r}"
+    if len(argv) == 1:
+        return  # a command named in prose, `python -m bridge fit`
+    if argv[0] in LIGHTNING_COMMANDS:
+        _, said = quietly(lambda: main([*argv, "--print_config"]))
+        assert "trainer:" in said, said[-2000:]
+    elif argv[0] == "run":
+        check_recipe(argv[1:], mp)
+    else:  # vla, zoo, analyze: bridge's argparse parser
+        from bridge.cli import build_parser
+
+        namespace, _ = quietly(lambda: build_parser().parse_args(argv))
+        if getattr(namespace, "world_options", None) and namespace.world:
+            from bridge.vla import get_world
+            from bridge.vla.commands import parse_options
+
+            get_world(namespace.world, **parse_options(namespace.world_options))
+
+
+def check_recipe(argv: list[str], mp: pytest.MonkeyPatch) -> None:
+    """``run <recipe> ARGS``: the recipe's own parser reads them (recipes.kit.parse), then stops before any work."""
+    if argv[0].startswith("-"):
+        quietly(lambda: main(["run", *argv]))  # the listing
+        return
+    from recipes import kit
+
+    real = kit.parse
+
+    def parse(parser, given):
+        raise Parsed(real(parser, given))
+
+    mp.setattr(kit, "parse", parse)
+    try:
+        quietly(lambda: main(["run", *argv]))
+    except Parsed as parsed:
+        if argv[0] == "lineage":
+            check_lineage_arms(parsed.namespace)
+        return
+    assert "--help" in argv, f"run {argv[0]} did not read its options with recipes.kit.parse"
+
+
+def check_lineage_arms(args) -> None:
+    """The labels of ``--arms`` name policies of the preset, world and timm model given."""
+    from recipes.lineage.presets import PRESETS, arms
+
+    if not args.arms:
+        return
+    given = {"timm": args.timm, "world": args.world, "pretrain_vit": args.vit_pretraining}
+    preset = replace(PRESETS[args.preset], arms=(), **{k: v for k, v in given.items() if v is not None})
+    known = [arm.label for arm in arms(preset, args.vit_weights, None)]
+    assert set(args.arms) <= set(known), f"--arms {args.arms}: the policies here are {known}"
+
+
+def launched(tokens: tuple[str, ...]) -> list[str]:
+    """A launcher line parsed by the launcher; the arguments it hands to bridge."""
+    if tokens[0] == "torchrun":
+        from torch.distributed.run import get_args_parser
+
+        args, _ = quietly(lambda: get_args_parser().parse_args(tokens[1:]))
+        script, rest = args.training_script, list(args.training_script_args)
+        assert (args.module and script == "bridge") or (ROOT / script).resolve() == ROOT / "bridge" / "__main__.py"
+        return rest
+    import click
+    from lightning.fabric.cli import _run
+
+    try:
+        params = _run.make_context("run", list(tokens[2:])).params
+    except click.UsageError as err:
+        raise AssertionError(f"fabric run: {err}") from None
+    assert (ROOT / params["script"]).resolve() == ROOT / "bridge" / "__main__.py", params["script"]
+    return list(params["script_args"])
+
+
+def check_benchmark(tokens: tuple[str, ...], mp: pytest.MonkeyPatch) -> None:
+    """``python benchmarks/<script>.py ARGS``: the script's argparse parser reads them, then stops before any work."""
+    script = ROOT / tokens[1]
+    assert script.is_file(), f"no {tokens[1]}"
+    real = argparse.ArgumentParser.parse_args
+
+    def parse_args(self, args=None, namespace=None):
+        raise Parsed(real(self, args, namespace))
+
+    mp.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    mp.setattr(sys, "argv", [str(script), *tokens[2:]])
+    mp.syspath_prepend(str(script.parent))
+    try:
+        quietly(lambda: runpy.run_path(str(script), run_name="__main__"))
+    except Parsed:
+        return
+    raise AssertionError(f"{tokens[1]} did not parse its options with argparse")
+
+
+def check_tool(tokens: tuple[str, ...]) -> None:
+    if tokens[0] == "make":
+        makefile = (ROOT / "Makefile").read_text()
+        for target in tokens[1:]:
+            assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"the Makefile has no target {target}"
+        return
+    if tokens[0] == "export":
+        assert all(ENV_ASSIGNMENT.match(t) for t in tokens[1:]), tokens
+        return
+    shown = subprocess.run([str(BIN / tokens[0]), tokens[1], "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, f"{tokens[0]} {tokens[1]} --help: {shown.stderr[-2000:]}"
+    for arg in tokens[2:]:
+        if arg.startswith("--"):
+            assert re.search(rf"{re.escape(arg.split('=')[0])}\b", shown.stdout), f"{arg} not in its --help"
+    if tokens[:2] == ("hf", "download") and tokens[2].startswith("timm/"):
+        import timm
+
+        model = tokens[2].removeprefix("timm/").split(".")[0]  # the file timm's default weights of that model are
+        assert timm.models.get_pretrained_cfg(model).hf_hub_id == tokens[2], tokens[2]
+
+
+def test_every_command_shown_is_checked():
+    unknown = [f"{page}: {label(tokens)}" for page, tokens in SHOWN if kind(tokens) == "unknown"]
+    assert not unknown, "commands no test here checks: " + "; ".join(unknown)
+    pages = {page for page, tokens in SHOWN if bridge_part(tokens) is not None}
+    assert {"README.md", "docs/babyai.md", "docs/extending.md", "docs/lineage.md", "docs/lineage.ko.md",
+            "benchmarks/README.md"} <= pages  # fmt: skip
+    assert of_kind("launcher") and of_kind("benchmark") and len(BRIDGE) > 30
+
+
+@pytest.mark.parametrize("argv", [list(a) for a in BRIDGE if a and a[0] not in ("zoo", "analyze")], ids=label)
+def test_bridge_command_parses(argv, plugins):
+    with at_root(plugins) as mp:
+        check_bridge(argv, mp)
+
+
+@pytest.mark.parametrize("tokens", of_kind("launcher"), ids=label)
+def test_launcher_line_parses(tokens, plugins):
+    with at_root(plugins):
+        assert launched(tokens) == bridge_part(tokens)  # whose bridge part test_bridge_command_parses checks
+
+
+@pytest.mark.parametrize("tokens", of_kind("benchmark"), ids=label)
+def test_benchmark_command_parses(tokens, plugins):
+    with at_root(plugins) as mp:
+        check_benchmark(tokens, mp)
+
+
+@pytest.mark.parametrize("tokens", of_kind("hf", "wandb", "make", "export"), ids=label)
+def test_tool_command(tokens):
+    check_tool(tokens)
+
+
+WRONG = [
+    (["vla", "eval", "--ckpt", "runs/x/checkpoints/last.ckpt", "--env", "n_obs_steps=3"], "unrecognized arguments"),
+    (["vla", "eval", "--ckpt", "runs/x/checkpoints/last.ckpt", "--video", "webm"], "invalid choice"),
+    (["vla", "collect", "--world", "reach", "--world-options", "image_side=32", "--out", "x"], "image_side"),
+    (["fit", "--config", "configs/vla_resnet.yaml", "--model.init_args.no_such_key", "1"], "no_such_key"),
+    (["fit", "--config", "configs/no_such_config.yaml"], "no_such_config"),
+    (["run", "lineage", "--preset", "huge"], "huge"),
+    (["run", "lineage", "--arms", "ResNet scratch", "AlexNet"], "AlexNet"),
+    (["no-such-command"], "no command"),
+]
+
+
+@pytest.mark.parametrize("argv, said", WRONG, ids=[label(a) for a, _ in WRONG])
+def test_a_wrong_bridge_command_fails_the_check(argv, said, plugins):
+    with at_root(plugins) as mp, pytest.raises(Exception, match=said):
+        check_bridge(argv, mp)
+
+
+def test_a_wrong_launcher_or_benchmark_line_fails_the_check(plugins):
+    with at_root(plugins) as mp:
+        with pytest.raises(AssertionError):
+            launched(("torchrun", "--nproc-per-node", "2", "bridge/cli.py", "fit"))
+        with pytest.raises(AssertionError, match="cpux"):
+            launched(("fabric", "run", "--accelerator", "cpux", "bridge/__main__.py", "fit"))
+        with pytest.raises(AssertionError, match="unrecognized arguments"):
+            check_benchmark(("python", "benchmarks/zoo_throughput.py", "--no-such-option"), mp)
+    with pytest.raises(AssertionError, match="no target"):
+        check_tool(("make", "no-such-target"))
 
 
 @pytest.fixture(scope="module")
@@ -169,36 +459,12 @@ TINY = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [c for c in commands() if c.split()[0] in ("zoo", "analyze")])
-def test_zoo_and_analyze_commands_run(command, tmp_path, hf_cache, monkeypatch, capsys):
+@pytest.mark.parametrize("argv", [list(a) for a in BRIDGE if a and a[0] in ("zoo", "analyze")], ids=label)
+def test_zoo_and_analyze_commands_run(argv, tmp_path, hf_cache, plugins, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(hf_cache))
-    argv = shlex.split(command)
+    monkeypatch.syspath_prepend(str(plugins))  # docs/extending.md summarises its own encoder
+    monkeypatch.setenv("BRIDGE_PLUGINS", PLUGINS)
     extra = TINY.get(tuple(argv[:2]), [])
     main(argv + extra + (["--out", str(tmp_path / "out")] if argv[0] == "analyze" and argv[1] != "bottleneck" else []))
     assert capsys.readouterr().out.strip()
-
-
-@pytest.mark.parametrize("command", [c for c in commands() if c.split()[0] in ("run", "vla")])
-def test_recipe_and_vla_commands_parse(command, capsys):
-    """These train or roll out policies, so only their options are checked: every flag and choice they use is in
-    their --help."""
-    argv = shlex.split(command)
-    with pytest.raises(SystemExit) as exit_:
-        main([*argv[:2], "--help"])
-    assert exit_.value.code in (0, None)
-    usage = capsys.readouterr().out
-    for i, arg in enumerate(argv[2:], start=2):
-        if arg.startswith("--trainer.") and "--trainer." in usage:
-            continue  # passed through to Lightning's Trainer, which checks it when the recipe builds one
-        if arg.startswith("--"):
-            assert re.search(rf"{re.escape(arg.split('=')[0])}\b", usage), f"{command}: {arg} not in --help"
-            choices = re.search(rf"{re.escape(arg)} \{{([^}}]+)\}}", usage)
-            if choices and i + 1 < len(argv):
-                assert argv[i + 1] in choices.group(1).split(","), f"{command}: {argv[i + 1]} not a choice"
-
-
-def test_fit_commands_name_existing_configs():
-    for command in (c for c in commands() if c.split()[0] in ("fit", "validate", "test")):
-        argv = shlex.split(command)
-        assert (ROOT / argv[argv.index("--config") + 1]).is_file(), command

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bridge.cli import main
-from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import load_demos
-from bridge.vla.evaluate import evaluate
-from bridge.vla.policy import Policy
+from bridge.vla.evaluation.closed_loop import evaluate
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.modeling import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = dict(re.findall(r"```python\n# (\w+\.py)\n(.*?)```", (ROOT / "docs" / "extending.md").read_text(), re.S))
@@ -70,8 +70,10 @@ def test_the_world_collects_demos_and_the_encoder_drives_a_policy_in_it(plugins,
     actions = policy.predict(torch.zeros(3, 16, 16, 3, dtype=torch.uint8), torch.zeros(3, 1), ["slide left"] * 3)
     assert actions.shape == (3, 1, 1) and actions.abs().max() <= 1
 
-    results, _ = evaluate(policy.as_agent(), world="slide", episodes=6, seeds=1, num_envs=6, progress=False)
-    assert results["expert"].success_rate == 1.0 and results["policy"].episodes == 6
+    result, _ = evaluate(policy.as_agent(), policy.config.make_world(), episodes=6, seeds=1, num_envs=6,
+                         progress=False)  # fmt: skip
+    assert result.world == "slide"
+    assert result.conditions["expert"].success_rate == 1.0 and result.conditions["policy"].episodes == 6
 
 
 def test_the_recipe_runs_with_run(folder, tmp_path):

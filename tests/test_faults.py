@@ -13,7 +13,7 @@ import torch
 
 from bridge.cli import main
 from bridge.lit.checkpoint_io import AtomicCheckpointIO
-from recipes.stages import run_stage
+from recipes.resumable import run_stage
 
 WRITER = """
 import sys, torch

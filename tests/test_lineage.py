@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bridge.analysis.comparisons import VERDICTS
+from bridge.analysis.bootstrap import VERDICTS
+from bridge.vla.evaluation.result import EvalResult
+from recipes.lineage.report_data import SCHEMA
 from wandb_records import logged_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +83,8 @@ def test_every_policy_was_trained_for_the_same_steps_and_recorded(run):
     for folder in folders:
         assert torch.load(folder / "policy.ckpt", weights_only=True, map_location="cpu")["global_step"] == 4
         assert (folder / "eval" / "result.json").is_file() and (folder / "eval" / "rollouts.gif").is_file()
+        evaluated = EvalResult.from_json(folder / "eval" / "result.json")  # an evaluation stage stores an EvalResult
+        assert evaluated.conditions["policy"].episodes == 4 and evaluated.world == "reach"
         for step in POINTS[:-1]:
             ckpt = torch.load(folder / "curve" / f"step-{step}.ckpt", weights_only=True, map_location="cpu")
             assert ckpt["global_step"] == step and (folder / f"eval-step-{step}" / "result.json").is_file()
@@ -103,7 +107,7 @@ def test_the_wandb_report_holds_the_comparison_table(run):
 def test_report_json_holds_every_run_point_and_verdict(run):
     cwd, _ = run
     data = json.loads((cwd / "out" / "report.json").read_text())
-    assert data["schema"] == 1 and data["preset"] == "tiny" and data["seeds"] == SEEDS
+    assert data["schema"] == SCHEMA and data["preset"] == "tiny" and data["seeds"] == SEEDS
     assert data["settings"]["steps"] == 4 and data["settings"]["seeds"] == 2
     env = data["environment"]
     assert env["packages"]["torch"] == torch.__version__ and "git_commit" in env
@@ -116,10 +120,13 @@ def test_report_json_holds_every_run_point_and_verdict(run):
         for r in arm["runs"]:
             assert [p["step"] for p in r["points"]] == POINTS
             for p in r["points"]:
-                assert set(p) == {"step", "frames", "seconds", "train_macs", "successes", "episodes", "success"}
+                assert set(p) == {"step", "frames", "seconds", "train_macs", "successes", "episodes", "episode_success"}
                 assert p["frames"] == 16 * p["step"] and p["train_macs"] == p["frames"] * arm["encoder_macs"]
-                assert p["episodes"] == len(p["success"]) == 4 and p["successes"] == sum(p["success"])
+                assert p["episodes"] == len(p["episode_success"]) == 4 and p["successes"] == sum(p["episode_success"])
     assert set(data["baselines"]) == {"expert", "random"}
+    for b in data["baselines"].values():
+        assert set(b) == {"successes", "episodes", "episode_success"}
+        assert b["episodes"] == len(b["episode_success"]) == 4 and b["successes"] == sum(b["episode_success"])
     pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
     assert {("ResNet fine-tuned", "ResNet scratch"), ("ResNet scratch", "ViT scratch")} <= pairs
     assert ("ViT scratch", "mobilenetv3_small_100") in pairs
@@ -144,7 +151,7 @@ def test_learning_curves_reach_the_png_and_wandb(run):
 def test_a_seed_repeats_exactly_and_another_seed_differs(run, tmp_path):
     """The same arm and seed trained again in this process gives the same weights as the pipeline's run."""
     from recipes.lineage.presets import PRESETS, RESNET, Arm
-    from recipes.lineage.stages import train_policy
+    from recipes.lineage.work import train_policy
 
     cwd, _ = run
     out = cwd / "out"
@@ -174,11 +181,12 @@ def test_a_rerun_skips_finished_stages_and_resumes_an_interrupted_one(run, env):
     (out / "policy-vit-scratch-seed1" / "result.json").unlink()  # as if killed after its last checkpoint
     result = lineage(cwd, env, "--trainer.accelerator", "cpu", "--trainer.devices", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    # two pretrainings per seed, the other policies, every evaluation at every curve point, the baselines
+    # the demos, two pretrainings per seed, the other policies, every evaluation at every curve point, the baselines
     runs = len(ARMS) * len(SEEDS)
-    assert result.stdout.count("done before") == 2 * len(SEEDS) + (runs - 1) + runs * len(POINTS) + 1
+    assert result.stdout.count("done before") == 1 + 2 * len(SEEDS) + (runs - 1) + runs * len(POINTS) + 1
     assert "policy-vit-scratch-seed1 (resuming from" in result.stdout
-    assert "Restored all states from the checkpoint" in result.stderr  # Lightning did resume, not restart
+    # Lightning did resume, not restart (its output is in the stage's log.txt, no longer on the terminal)
+    assert "Restored all states from the checkpoint" in (out / "policy-vit-scratch-seed1" / "log.txt").read_text()
     resumed = json.loads((out / "policy-vit-scratch-seed1" / "result.json").read_text())
     assert resumed["step"] == 4 and resumed["train_seconds"] > 0  # the Timer's count survives the resume
     after = {p: p.stat().st_mtime for p in out.glob("*/*.ckpt")}
@@ -197,8 +205,8 @@ def test_new_evaluation_settings_reuse_the_trained_policies(run, env):
     cwd, _ = run
     result = lineage(cwd, env, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--eval-episodes", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    # pretraining and training are reused; every evaluation runs anew
-    assert result.stdout.count("done before") == 2 * len(SEEDS) + len(ARMS) * len(SEEDS)
+    # the demos, pretraining and training are reused; every evaluation runs anew
+    assert result.stdout.count("done before") == 1 + 2 * len(SEEDS) + len(ARMS) * len(SEEDS)
     assert "same 3 episodes" in (cwd / "out" / "report.md").read_text()
 
 
@@ -221,16 +229,16 @@ def test_arms_trains_only_the_policies_asked_for():
 
 
 def test_another_world_brings_its_own_arms_and_head():
-    from recipes.lineage.presets import FILM_CNN, PRESETS, arms, policy_settings
+    from recipes.lineage.presets import FILM_CNN, PRESETS, arms, make_world, policy_settings
 
     babyai = replace(PRESETS["tiny"], world="babyai:GoToRedBall", arms=())
     compared = arms(babyai, None, None)
     assert [arm.label for arm in compared] == [FILM_CNN, "ResNet scratch", "ViT scratch"]
     assert all(arm.weights is None for arm in compared)  # the shapes are Reach's objects: no pretraining elsewhere
     assert compared[2].kwargs["patch_size"] == 8  # one patch per BabyAI cell of the 56x56 view
-    settings = policy_settings(babyai)
+    settings = policy_settings(make_world(babyai))
     assert (settings["head"], settings["image_size"], settings["world"]) == ("categorical", 56, "babyai:GoToRedBall")
-    reach = policy_settings(PRESETS["tiny"])
+    reach = policy_settings(make_world(PRESETS["tiny"]))
     assert (reach["head"], reach["image_size"], reach["world_options"]["image_size"]) == ("continuous", 64, 64)
 
 
@@ -280,4 +288,6 @@ def test_the_whole_pipeline_on_two_ddp_processes(tmp_path, env):
     folder = tmp_path / "out" / "policy-resnet-scratch-seed0"
     assert torch.load(folder / "policy.ckpt", weights_only=True, map_location="cpu")["global_step"] == 4
     assert torch.load(folder / "curve" / "step-2.ckpt", weights_only=True, map_location="cpu")["global_step"] == 2
-    assert "MEMBER: 2/2" in result.stderr  # both ranks joined every stage
+    # both ranks joined (Lightning says so in the log.txt of the stage that started the process group)
+    logs = "".join(log.read_text() for log in (tmp_path / "out").rglob("log.txt"))
+    assert "MEMBER: 2/2" in logs

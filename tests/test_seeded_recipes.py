@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bridge.lit.curves import ErrorCurves
-from recipes.compare import Result, error_curves, final_errors
+from recipes.classifier_sweep import Result, error_curves, final_errors
 from recipes.degradation import PRESETS, report
 
 LABELS = [r.label for r in PRESETS["cpu"].runs()]

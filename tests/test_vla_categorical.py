@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from bridge.errors import ConfigError
-from bridge.vla.config import PolicyConfig, config_mismatch
 from bridge.vla.demos import DemoFrames, EpisodeOrder, collect_demos
-from bridge.vla.evaluate import evaluate
-from bridge.vla.policy import Policy
-from bridge.vla.spaces import ActionSpace, ObservationSpec
-from bridge.vla.world import World
-from bridge.vla.worlds import register_world
+from bridge.vla.evaluation.closed_loop import evaluate
+from bridge.vla.policy.configuration import PolicyConfig, config_mismatch
+from bridge.vla.policy.modeling import Policy
+from bridge.vla.worlds.base import World
+from bridge.vla.worlds.registry import get_world, register_world
+from bridge.vla.worlds.spaces import ActionSpace, ObservationSpec
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
 
@@ -152,7 +152,7 @@ def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:
 
 @pytest.mark.parametrize("image_tokens", ["grid", "pooled"])
 def test_a_batch_by_episode_serves_each_frame_once_and_the_policy_reads_it_alike(image_tokens):
-    dataset, _ = collect_demos(5, {"n_obs_steps": 3}, world="recall", progress=False)
+    dataset, _ = collect_demos(get_world("recall", n_obs_steps=3), 5, progress=False)
     data = DemoFrames(dataset, 1, ActionSpace.discrete(3), n_obs_steps=3)
     items = list(range(len(data)))
     apart = torch.utils.data.default_collate([data[i] for i in items])  # (N, 3, H, W, 3): each frame up to 3 times
@@ -208,14 +208,15 @@ def test_only_a_policy_with_memory_solves_recall():
     """Trained on the same expert demos, the k=2 policy succeeds in closed loop and the k=1 one cannot."""
     rates = {}
     for k in (1, 2):
-        dataset, meta = collect_demos(24, {"n_obs_steps": k}, world="recall", progress=False)
+        dataset, meta = collect_demos(get_world("recall", n_obs_steps=k), 24, progress=False)
         assert dataset.features["action"].dtype == "int64" and meta["observation"]["n_obs_steps"] == k
         data = DemoFrames(dataset, 1, ActionSpace.discrete(3), n_obs_steps=k)
         policy = train(policy_for(k), data)
-        results, _ = evaluate(
-            policy.as_agent(), {"n_obs_steps": k}, episodes=40, seeds=1, conditions=("policy", "expert", "random"),
-            progress=False, world="recall",
+        result, _ = evaluate(
+            policy.as_agent(), get_world("recall", n_obs_steps=k), episodes=40, seeds=1,
+            conditions=("policy", "expert", "random"), progress=False,
         )  # fmt: skip
+        results = result.conditions
         rates[k] = results["policy"].success_rate
         assert results["expert"].success_rate == 1.0
     assert rates[2] >= 0.9, rates

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.vla.cli import register
+from bridge.vla.commands import register
+from bridge.vla.evaluation.result import ConditionResult, EvalResult
 
 
 def results(path: Path, success: np.ndarray, seeds: list[int] | None = None, world: str = "babyai:GoToLocal") -> Path:
-    """A results.json as `vla eval` writes it, with only what the comparison reads."""
+    """A results.json as `vla eval` writes it (EvalResult.to_json), with one condition: the policy."""
     seeds = list(range(10**9, 10**9 + len(success))) if seeds is None else seeds
-    policy = {"success_rate": float(np.mean(success)), "episode_success": [int(s) for s in success]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"world": world, "episode_seeds": seeds, "results": {"policy": policy}}))
-    return path
+    policy = ConditionResult("policy", [int(s) for s in success], [10] * len(success))
+    return EvalResult(world, {}, seeds, {"policy": policy}).to_json(path)
 
 
 def vla_compare(*argv: str) -> dict:
@@ -51,7 +50,7 @@ def test_a_clear_gap_is_called_and_a_tie_is_not(tmp_path):
 
 
 def json_success(path: str) -> np.ndarray:
-    return np.array(json.loads(Path(path).read_text())["results"]["policy"]["episode_success"])
+    return np.array(json.loads(Path(path).read_text())["conditions"]["policy"]["episode_success"])
 
 
 def test_results_that_cannot_be_paired_are_refused_with_the_fix(tmp_path):
@@ -69,10 +68,15 @@ def test_results_that_cannot_be_paired_are_refused_with_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="has no 'blank' condition; evaluate it with --conditions blank"):
         vla_compare("--arm", "a", *a, "--condition", "blank")
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"results": {"policy": {"success_rate": 0.5}}}))
-    with pytest.raises(ConfigError, match="predates per-episode results"):
+    old.write_text(json.dumps({"results": {"policy": {"success_rate": 0.5}}}))  # before results had a version
+    with pytest.raises(ConfigError, match="is not an evaluation result of version 1.*vla eval"):
         vla_compare("--arm", "a", str(old))
-    with pytest.raises(ConfigError, match="is not JSON; pass the results.json files"):
+    damaged = json.loads(Path(a[0]).read_text())
+    del damaged["conditions"]["policy"]["episode_success"]  # no per-episode results to pair
+    (tmp_path / "damaged.json").write_text(json.dumps(damaged))
+    with pytest.raises(ConfigError, match="damaged.json is damaged .*vla eval"):
+        vla_compare("--arm", "a", str(tmp_path / "damaged.json"))
+    with pytest.raises(ConfigError, match="is not JSON; pass a results.json"):
         vla_compare("--arm", "a", str(Path(__file__)))
     with pytest.raises(ConfigError, match="does not exist"):
         vla_compare("--arm", "a", str(tmp_path / "missing.json"))

@@ -10,11 +10,14 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from bridge.errors import BridgeError
-from bridge.vla.actions import ActionBins, MinMaxNormalizer, chunk_indices, history_indices
+from bridge.errors import BridgeError, CorruptFileError
 from bridge.vla.demos import DemoDataModule, collect_demos, decode_frames, load_demos, save_demos
-from bridge.vla.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
-from bridge.vla.reach import ReachEnv, instructions
+from bridge.vla.demos.format import FORMAT_VERSION
+from bridge.vla.demos.frames import chunk_indices, history_indices
+from bridge.vla.policy.actions import ActionBins, MinMaxNormalizer
+from bridge.vla.policy.language import build_text_encoder, train_tokenizer, unknown_words, wrap_tokenizer
+from bridge.vla.worlds import get_world
+from bridge.vla.worlds.reach import ReachEnv, instructions
 
 TINY_WORLD = {"image_size": 32, "num_objects": 2}
 LEROBOT_KEYS = {"observation.image", "observation.state", "action", "task", "episode_index", "frame_index"}
@@ -22,7 +25,7 @@ LEROBOT_KEYS = {"observation.image", "observation.state", "action", "task", "epi
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
-    dataset, meta = collect_demos(12, TINY_WORLD, seed=3, progress=False)
+    dataset, meta = collect_demos(get_world("reach", **TINY_WORLD), 12, seed=3, progress=False)
     path = save_demos(dataset, meta, tmp_path_factory.mktemp("demos") / "reach")
     return dataset, meta, path
 
@@ -45,7 +48,7 @@ def test_demos_use_lerobot_keys_and_replay_the_world(demos):
 def test_demo_set_round_trips_through_disk(demos):
     dataset, meta, path = demos
     loaded, loaded_meta = load_demos(path)
-    assert loaded_meta == json.loads(json.dumps(meta))
+    assert loaded_meta == json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}))
     assert len(loaded) == len(dataset) and loaded.features == dataset.features
     for i in (0, len(dataset) - 1):
         a, b = loaded[i], dataset[i]
@@ -73,7 +76,8 @@ def test_datamodule_serves_batches_with_action_chunks(demos):
     assert batch["action"].shape == (8, 3, 2) and batch["action_is_pad"].shape == (8, 3)
     assert len(batch["task"]) == 8 and isinstance(batch["task"][0], str)
     assert len(dm.train_set) + len(dm.val_set) == meta["num_frames"]
-    assert dm.env_config == meta["env"] and dm.stats == meta["stats"]
+    assert dm.world.options == meta["world_options"] and dm.stats == meta["stats"]
+    assert dm.world.name == meta["world"] == "reach"
 
 
 def test_datamodule_by_episode_serves_whole_episodes_each_frame_once(demos):
@@ -91,15 +95,15 @@ def test_datamodule_by_episode_serves_whole_episodes_each_frame_once(demos):
 
 
 def test_datamodule_collects_when_missing_and_refuses_a_mismatched_set(demos, tmp_path):
-    dm = DemoDataModule(path=str(tmp_path / "new"), episodes=3, env=TINY_WORLD, batch_size=4)
+    dm = DemoDataModule(path=str(tmp_path / "new"), episodes=3, world_options=TINY_WORLD, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")
     assert dm.meta["num_episodes"] == 3
     with pytest.raises(ValueError, match="episodes=3 .asked for 5."):
         DemoDataModule(path=str(tmp_path / "new"), episodes=5).setup("fit")
-    with pytest.raises(ValueError, match="env.image_size=32 .asked for 64."):
-        DemoDataModule(path=str(tmp_path / "new"), episodes=None, env={"image_size": 64}).setup("fit")
-    with pytest.raises(ValueError, match=r"noise=0.1 \(asked for 0.5\).*drop env and noise"):
+    with pytest.raises(ValueError, match="world_options.image_size=32 .asked for 64."):
+        DemoDataModule(path=str(tmp_path / "new"), episodes=None, world_options={"image_size": 64}).setup("fit")
+    with pytest.raises(ValueError, match=r"noise=0.1 \(asked for 0.5\).*drop world_options and noise"):
         DemoDataModule(path=str(tmp_path / "new"), episodes=None, noise=0.5).setup("fit")
 
 
@@ -110,7 +114,7 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
     with pytest.raises(ValueError, match="empty"):
         save_demos(dataset.select([]), meta, tmp_path / "empty")
     dataset.select([]).save_to_disk(str(tmp_path / "empty"), num_shards=1)  # made by hand
-    (tmp_path / "empty" / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "empty" / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}))
     with pytest.raises(ValueError, match="is empty"):
         load_demos(tmp_path / "empty")
     broken = shutil.copytree(path, tmp_path / "broken")
@@ -119,7 +123,7 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
         load_demos(broken)
     for arrow in (tmp_path / "broken").glob("*.arrow"):
         arrow.write_bytes(b"garbage")
-    (broken / "meta.json").write_text(json.dumps(meta))
+    (broken / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}))
     with pytest.raises(ValueError, match="corrupted"):
         load_demos(broken)
     save_demos(dataset.remove_columns(["action"]), meta, tmp_path / "no_action")
@@ -127,24 +131,37 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
         load_demos(tmp_path / "no_action")
 
 
-def test_a_demo_set_written_before_worlds_had_names_loads_as_reach(demos, tmp_path):
+def test_a_demo_set_of_an_older_format_is_refused_with_the_fix(demos, tmp_path):
     _, meta, path = demos
     old = shutil.copytree(path, tmp_path / "old")
-    legacy = {k: v for k, v in meta.items() if k not in ("world", "observation", "action_space")}
-    (old / "meta.json").write_text(json.dumps({"env_id": "bridge/Reach-v0", **legacy}))
-    loaded = load_demos(old)[1]
-    assert loaded["world"] == "reach" and loaded["action_space"] == meta["action_space"]
-    assert loaded["observation"] == meta["observation"] == {"image_size": 32, "state_dim": 2, "n_obs_steps": 1}
-    dm = DemoDataModule(path=str(old), episodes=None, batch_size=4)
-    dm.setup("fit")
-    assert dm.world == "reach" and dm.action_space.size == 2
+    fix = "collect it again: python -m bridge vla collect --episodes N --out .*old --overwrite"
+    # Written before worlds had names: an env_id, the options under "env", no world or specs, no format version.
+    legacy = {k: v for k, v in meta.items() if k not in ("world", "world_options", "observation", "action_space")}
+    (old / "meta.json").write_text(json.dumps({"env_id": "bridge/Reach-v0", "env": meta["world_options"], **legacy}))
+    with pytest.raises(CorruptFileError, match=fix):
+        load_demos(old)
+    with pytest.raises(CorruptFileError, match=fix):
+        DemoDataModule(path=str(old), episodes=None, batch_size=4).setup("fit")
+    # Format 1: the world's name and specs, its options under "env", no format version.
+    v1 = {("env" if k == "world_options" else k): v for k, v in meta.items()}
+    (old / "meta.json").write_text(json.dumps(v1))
+    with pytest.raises(CorruptFileError, match=fix):
+        load_demos(old)
+    # Any other version than this bridge's is refused by its number.
+    (old / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(CorruptFileError, match=f"format version 1, this bridge reads version {FORMAT_VERSION}; {fix}"):
+        load_demos(old)
+    (old / "meta.json").write_text(json.dumps(meta))  # no version at all
+    with pytest.raises(CorruptFileError, match=f"format version 1, this bridge reads version {FORMAT_VERSION}"):
+        load_demos(old)
 
 
 def test_save_replaces_only_a_demo_set_and_only_when_asked(demos, tmp_path):
     dataset, meta, path = demos
     with pytest.raises(BridgeError, match="--overwrite"):
         save_demos(dataset, meta, path)
-    assert save_demos(dataset, meta, path, overwrite=True) == path and load_demos(path)[1] == meta
+    assert save_demos(dataset, meta, path, overwrite=True) == path
+    assert load_demos(path)[1] == {"format_version": FORMAT_VERSION, **meta}
     # A user's folder, or a training run's, is never replaced: --overwrite is for demo sets only.
     run = tmp_path / "runs"
     (run / "my_run" / "checkpoints").mkdir(parents=True)

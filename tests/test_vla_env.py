@@ -8,8 +8,15 @@ import pytest
 
 from bridge.data.shapes import COLOURS
 from bridge.vla import get_world
-from bridge.vla.reach import AGENT_COLOUR, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, ReachEnv, ScriptedExpert, instructions
-from bridge.vla.rollout import rollouts
+from bridge.vla.worlds.reach import (
+    AGENT_COLOUR,
+    HELDOUT_TEMPLATES,
+    TRAIN_TEMPLATES,
+    ReachEnv,
+    ScriptedExpert,
+    instructions,
+)
+from bridge.vla.worlds.rollout import rollouts
 
 
 def test_registered_and_checked_by_gymnasium():
@@ -122,14 +129,14 @@ def test_vector_env_matches_single_envs():
 
 def test_expert_succeeds_nearly_always_and_quickly():
     expert = ScriptedExpert(noise=0.1)
-    episodes = list(rollouts(expert, range(200), num_envs=50))
+    episodes = list(rollouts(expert, range(200), get_world("reach"), num_envs=50))
     success = np.mean([ep.success for ep in episodes])
     assert success >= 0.99, f"expert success {success:.1%}"
     assert np.mean([ep.steps for ep in episodes]) < 20
 
 
 def test_rollouts_record_frames_and_the_final_frame():
-    episodes = list(rollouts(ScriptedExpert(), [5, 6, 7], num_envs=2, record=2))
+    episodes = list(rollouts(ScriptedExpert(), [5, 6, 7], get_world("reach"), num_envs=2, record=2))
     assert [ep.seed for ep in episodes] == [5, 6, 7]
     for ep in episodes[:2]:
         assert len(ep.frames) == ep.steps + 1 and len(ep.actions) == ep.steps

@@ -10,11 +10,11 @@ from transformers import BertConfig, BertModel
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 from bridge.lit.classifier import ImageClassifier
 from bridge.nn.film import FiLM
-from bridge.vla.config import PolicyConfig, config_mismatch
-from bridge.vla.language import train_tokenizer
-from bridge.vla.loading import load_policy
-from bridge.vla.policy import Policy
-from bridge.vla.reach import instructions
+from bridge.vla.policy.configuration import PolicyConfig, config_mismatch
+from bridge.vla.policy.language import train_tokenizer
+from bridge.vla.policy.loading import load_policy
+from bridge.vla.policy.modeling import Policy
+from bridge.vla.worlds.reach import instructions
 
 # A 16x16 world and a one-stage ResNet: 4x4 image tokens, fast enough to train in a test.
 TINY_ENCODER = {"stem": "imagenet", "layers": [1], "widths": [8]}

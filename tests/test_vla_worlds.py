@@ -13,11 +13,12 @@ import torch
 
 from bridge.errors import UnknownNameError
 from bridge.vla import get_world, list_worlds
-from bridge.vla.config import PolicyConfig
 from bridge.vla.demos import DemoDataModule, collect_demos, load_demos, save_demos
-from bridge.vla.evaluate import evaluate
-from bridge.vla.policy import Policy
-from bridge.vla.rollout import rollouts
+from bridge.vla.demos.format import FORMAT_VERSION
+from bridge.vla.evaluation.closed_loop import evaluate
+from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.modeling import Policy
+from bridge.vla.worlds.rollout import rollouts
 
 # The whole world: walk left or right to the end the instruction names. Actions are two discrete moves or a
 # 1-D box; there is no state vector, only the frame (a bright column where the agent stands).
@@ -128,11 +129,11 @@ def test_a_plugin_world_is_found_by_name_and_a_typo_gets_close_names(line):
 
 
 def test_a_plugin_world_collects_demos_the_data_module_serves(line, tmp_path):
-    dataset, meta = collect_demos(6, world=line, seed=1, progress=False)
+    dataset, meta = collect_demos(get_world(line), 6, seed=1, progress=False)
     assert meta["world"] == "line" and meta["action_space"]["kind"] == "discrete"
     assert "observation.state" not in dataset.column_names and "action" not in meta["stats"]
     path = save_demos(dataset, meta, tmp_path / "line")
-    assert load_demos(path)[1] == meta
+    assert load_demos(path)[1] == {"format_version": FORMAT_VERSION, **meta}
     dm = DemoDataModule(path=str(path), world=line, episodes=None, val_fraction=0, action_horizon=2, batch_size=4)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
@@ -141,11 +142,12 @@ def test_a_plugin_world_collects_demos_the_data_module_serves(line, tmp_path):
     with pytest.raises(ValueError, match="world='line' .asked for 'reach'."):
         DemoDataModule(path=str(path), episodes=None).setup("fit")
     with pytest.raises(ValueError, match="would reach 500,000, where line's validation seeds start"):
-        collect_demos(2, world=line, seed=499_999, progress=False)
+        collect_demos(get_world(line), 2, seed=499_999, progress=False)
 
 
 def test_a_plugin_world_is_evaluated_with_its_expert_random_floor_and_ablations(line):
-    results, episodes = evaluate(says_the_instruction, episodes=8, seeds=2, world=line, progress=False)
+    result, episodes = evaluate(says_the_instruction, get_world(line), episodes=8, seeds=2, progress=False)
+    results = result.conditions
     assert results["expert"].success_rate == results["policy"].success_rate == 1.0
     assert results["blank"].success_rate < 1.0  # told nothing, it always walks left
     assert [ep.seed for ep in episodes["policy"]] == [ep.seed for ep in episodes["random"]]
@@ -166,7 +168,7 @@ def test_frame_history_hands_the_agent_the_last_frames(line):
 
 
 def test_demos_of_a_world_with_frame_history_serve_the_last_frames(line, tmp_path):
-    dataset, meta = collect_demos(3, {"n_obs_steps": 3}, world=line, progress=False)
+    dataset, meta = collect_demos(get_world(line, n_obs_steps=3), 3, progress=False)
     dm = DemoDataModule(path=str(save_demos(dataset, meta, tmp_path / "d")), world=line, episodes=None, val_fraction=0)
     dm.setup("fit")
     frames = dm.train_set.images
@@ -185,13 +187,13 @@ def test_the_policy_reads_its_sizes_and_vocabulary_from_the_world(line):
     assert (policy.config.action_dim, policy.config.state_dim) == (1, 0) and policy.state_proj is None
     assert policy.action_head.out_features == 8
     assert len(policy.text.tokenizer.get_vocab()) == 5 + 3  # special tokens + go, left, right
-    results, _ = evaluate(policy.as_agent(), {"discrete": False}, episodes=2, seeds=1, conditions=("policy",),
-                          world=line, progress=False)  # fmt: skip
-    assert results["policy"].episodes == 2
+    result, _ = evaluate(policy.as_agent(), get_world(line, discrete=False), episodes=2, seeds=1,
+                         conditions=("policy",), progress=False)  # fmt: skip
+    assert result.conditions["policy"].episodes == 2
     with pytest.raises(ValueError, match="discrete actions.*set head: categorical"):
         Policy(PolicyConfig(world=line, head="bins"))
 
 
 def test_the_policy_config_imports_without_torch():
-    code = "import sys, bridge.vla.config; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, bridge.vla.policy.configuration; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

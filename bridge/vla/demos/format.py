@@ -49,7 +49,7 @@ def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     dataset.save_to_disk(str(tmp))
-    (tmp / META_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
+    (tmp / META_FILE).write_text(json.dumps({**meta, "format_version": FORMAT_VERSION}, indent=2))
     return replace_folder(tmp, path, DEMOS)
 
 
@@ -69,13 +69,13 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
         ) from None
     if not isinstance(dataset, Dataset):
         raise CorruptFileError(f"{path} holds a {type(dataset).__name__}, not one demo Dataset; {hint}")
-    if not isinstance(meta, dict) or not {"stats", "world", "world_options"} <= set(meta):
-        raise CorruptFileError(f"{path}/{META_FILE} does not describe a demo set; {hint}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if isinstance(meta, dict) and "stats" in meta and meta.get("format_version") != FORMAT_VERSION:
         raise CorruptFileError(
             f"the demo set at {path} is of format version {meta.get('format_version', 1)}, this bridge reads "
             f"version {FORMAT_VERSION}; {hint}"
         )
+    if not isinstance(meta, dict) or not {"stats", "world", "world_options"} <= set(meta):
+        raise CorruptFileError(f"{path}/{META_FILE} does not describe a demo set; {hint}")
     features = demo_features(ObservationSpec(**meta["observation"]), ActionSpace(**meta["action_space"]))
     missing = [name for name in features if name not in dataset.column_names]
     if missing:

@@ -48,6 +48,11 @@ def policy_from_checkpoint(checkpoint: dict, path: Path | str = "the checkpoint"
         if "model" in hparams:
             kind = f"an ImageClassifier checkpoint of {hparams['model']}"
         raise ConfigError(f"{path} is {kind}; pass the checkpoint of a VLA run (runs/<name>/checkpoints/*.ckpt)")
+    if "world_options" not in saved:
+        raise ConfigError(
+            f"{path} predates policies that record their world's world_options, so it cannot be evaluated in the "
+            "world it was trained in; train it again with this bridge"
+        )
     config = PolicyConfig(**saved)
     tokenizer = wrap_tokenizer(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else None
     policy = Policy(config, tokenizer=tokenizer, encoder_weights=False)

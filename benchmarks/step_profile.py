@@ -64,6 +64,57 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def flops(fn: Callable[[], object]) -> int:
+    """The FLOPs of one call of ``fn`` (forward and backward), counted by torch."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def parts_of_a_step(policy, data: DemoDataModule, rounds: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Median seconds of each part of a step, timed alone on one batch, and the FLOPs of the step and encoder."""
+    batches = iter(data.train_dataloader())
+    batch = next(batches)
+    frames = policy.preprocess(batch["observation.image"])
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
+
+    def loss_backward() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        policy.compute_loss(batch).loss.backward()
+
+    def step() -> None:
+        loss_backward()
+        optimizer.step()
+
+    def encoder() -> None:
+        policy.encoder.encode(frames).pooled.sum().backward()
+
+    def text() -> None:
+        policy.text(list(batch["task"])).pooled.sum().backward()
+
+    def next_batch() -> None:
+        nonlocal batches
+        try:
+            next(batches)
+        except StopIteration:
+            batches = iter(data.train_dataloader())
+
+    parts = {"batch": next_batch, "text": text, "encoder": encoder, "loss": loss_backward, "step": step}
+    return {name: timed(fn, rounds) for name, fn in parts.items()}, {
+        "step": flops(loss_backward),
+        "encoder": flops(encoder),
+    }
+
+
+def trainer_step(config: PolicyConfig, data: DemoDataModule, steps: int, root: str) -> float:
+    """Seconds per step of ``steps`` steps through Lightning's Trainer, as users train."""
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root)  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(VLAPolicy(config, optimizer=lambda p: torch.optim.AdamW(p, lr=LR)), data)
+    return (time.perf_counter() - start) / steps
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -80,62 +131,18 @@ def main() -> None:
         data = DemoDataModule(str(path), world=world.name, world_options=world.options, episodes=None,
                               batch_size=args.batch_size, val_fraction=0)  # fmt: skip
         data.setup("fit")
-        module = VLAPolicy(config, optimizer=lambda p: torch.optim.AdamW(p, lr=LR))
+        module = VLAPolicy(config)
         module.policy.set_stats(data.stats)
-        policy = module.policy.train()
-        batches = iter(data.train_dataloader())
-        batch = next(batches)
-        frames = policy.preprocess(batch["observation.image"])
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
-
-        def loss_backward() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            policy.compute_loss(batch).loss.backward()
-
-        def step() -> None:
-            loss_backward()
-            optimizer.step()
-
-        def encoder() -> None:
-            policy.encoder.encode(frames).pooled.sum().backward()
-
-        def text() -> None:
-            policy.text(list(batch["task"])).pooled.sum().backward()
-
-        def next_batch() -> None:
-            nonlocal batches
-            try:
-                next(batches)
-            except StopIteration:
-                batches = iter(data.train_dataloader())
-
-        parts = {name: timed(fn, args.rounds) for name, fn in
-                 (("batch", next_batch), ("text", text), ("encoder", encoder), ("loss", loss_backward),
-                  ("step", step))}  # fmt: skip
-        with FlopCounterMode(display=False) as counter:
-            loss_backward()
-        step_flops = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
-            encoder()
-        encoder_flops = counter.get_total_flops()
-
-        steps = 4 * args.rounds
-        trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp)  # fmt: skip
-        start = time.perf_counter()
-        trainer.fit(VLAPolicy(config, optimizer=lambda p: torch.optim.AdamW(p, lr=LR)), data)
-        lightning_step = (time.perf_counter() - start) / steps
-
-    plain = parts["batch"] + parts["step"]
+        parts, counted = parts_of_a_step(module.policy.train(), data, args.rounds)
+        lightning_step = trainer_step(config, data, 4 * args.rounds, tmp)
     shares = {
         "batch (DataLoader)": parts["batch"],
         "instruction encoder, fwd + bwd": parts["text"],
         "image encoder, fwd + bwd": parts["encoder"],
         "trunk, head and loss, fwd + bwd": parts["loss"] - parts["text"] - parts["encoder"],
         "optimiser step": parts["step"] - parts["loss"],
-        "Lightning (loop, logging, metrics)": lightning_step - plain,
+        "Lightning (loop, logging, metrics)": lightning_step - parts["batch"] - parts["step"],
     }
-    peak = matmul_gflops()
     table = Table(title=f"{args.arm}, {args.image_size}x{args.image_size} frames, batch {args.batch_size}, "
                         f"{args.threads} thread(s), {cpu_name()}")  # fmt: skip
     for column in ("part", "ms", "share of a Trainer step"):
@@ -145,10 +152,11 @@ def main() -> None:
     table.add_row("a Trainer step", f"{1000 * lightning_step:.1f}", "100%")
     console = Console()
     console.print(table)
+    step, encoder = counted["step"], counted["encoder"]
     console.print(
-        f"step: {step_flops / 1e9:.2f} GFLOP (fwd + bwd), {step_flops / parts['loss'] / 1e9:.1f} GFLOP/s achieved; "
-        f"image encoder: {encoder_flops / 1e9:.2f} GFLOP, {encoder_flops / parts['encoder'] / 1e9:.1f} GFLOP/s; "
-        f"a 1024x1024 float32 matmul on this core: {peak:.1f} GFLOP/s"
+        f"step: {step / 1e9:.2f} GFLOP (fwd + bwd), {step / parts['loss'] / 1e9:.1f} GFLOP/s achieved; "
+        f"image encoder: {encoder / 1e9:.2f} GFLOP, {encoder / parts['encoder'] / 1e9:.1f} GFLOP/s; "
+        f"a 1024x1024 float32 matmul on this core: {matmul_gflops():.1f} GFLOP/s"
     )
 
 

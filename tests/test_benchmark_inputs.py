@@ -37,3 +37,9 @@ def test_an_unknown_encoder_names_the_close_ones_before_the_demos_load(tmp_path)
     done = run_benchmark("cpu_bf16.py", "--encoder", "resnet2O", "--demos", str(tmp_path / "none"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "unknown model 'resnet2O'; did you mean" in done.stderr and "resnet20" in done.stderr
+
+
+def test_the_step_profile_names_the_arms_it_knows():
+    done = run_benchmark("step_profile.py", "--arm", "ResNet scrach")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: no arm 'ResNet scrach'; choose from" in done.stderr and "ResNet scratch" in done.stderr

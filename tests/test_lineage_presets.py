@@ -70,7 +70,7 @@ def test_publish_replaces_only_the_block_between_the_markers(tmp_path):
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{README_END}\nafter\n")
     assert "old table" not in text and "| ResNet scratch | scratch | 0.07 M | 9.2 M | 50% [40, 60] |" in text
-    assert "A - B: +10% [-5, +20] points, **no detectable difference**" in text
+    assert "A - B: +10% [-5, +20], **no detectable difference**" in text
     assert (tmp_path / "docs" / "images" / "demo.png").read_bytes() == b"png"
     with pytest.raises(ConfigError, match="demo-results:start"):
         check_readme(tmp_path / "report.md")  # no such file, or no markers: refused before any work

@@ -20,7 +20,7 @@ from bridge.vla.evaluation.closed_loop import evaluate
 from bridge.vla.policy.configuration import PolicyConfig, config_mismatch
 from bridge.vla.policy.language import wrap_tokenizer
 from bridge.vla.policy.modeling import Policy
-from bridge.vla.worlds import World, get_world
+from bridge.vla.worlds import World
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
@@ -207,7 +207,7 @@ class VLAPolicy(L.LightningModule):
         # them, so they are not the scenes `vla eval` reports. Every rank runs the same episodes with the same
         # weights, so no synchronisation is needed.
         if self.world is None:
-            self.world = get_world(self.config.world, **self.config.world_options)
+            self.world = self.config.make_world()
         result, _ = evaluate(
             self.policy.as_agent(), self.world, episodes=self.hparams.rollout_episodes, seeds=1, conditions=("policy",),
             progress=False, scenes="validation",

@@ -134,7 +134,7 @@ def publish(readme: Path, data: dict, baselines: dict, figure: Path, source: Pat
     table = markdown_table(["policy", "encoder init", "params", "MACs", "success [95% CI]"], rows)
     differences = [(c, c["difference"]) for c in data["comparisons"]]
     verdicts = "\n".join(
-        f"- {c['a']} - {c['b']}: {percent(d['low'], d['mean'], d['high'], '+')} points, **{c['verdict']}**"
+        f"- {c['a']} - {c['b']}: {percent(d['low'], d['mean'], d['high'], '+')}, **{c['verdict']}**"
         for c, d in differences
     )
     env, seeds = data["environment"], data["seeds"]

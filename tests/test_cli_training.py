@@ -89,7 +89,8 @@ def test_unknown_config_key_is_named(tmp_path, env):
 def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path, env):
     args = lenet(
         "--trainer.limit_val_batches", "0", "--trainer.max_epochs", "1", "--checkpoint_every_n_steps", "3",
-        "--trainer.callbacks+=slow_callback.SlowSteps", "--trainer.callbacks.init_args.seconds", "2",
+        # Slow enough that the second writer below starts, on a busy machine too, while this one still holds the lock.
+        "--trainer.callbacks+=slow_callback.SlowSteps", "--trainer.callbacks.init_args.seconds", "4",
     )  # fmt: skip
     proc = subprocess.Popen(bridge_cmd(*args), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench check-floors clean
 
 # uv installs the same packages as pip, several times faster (benchmarks/README.md); pip only installs uv.
 $(STAMP): pyproject.toml
@@ -28,5 +28,10 @@ test: install
 bench: install
 	$(PY) benchmarks/zoo_throughput.py
 
+# The lowest version of every direct dependency must install, import and train (.ci/check_floors). Not part of
+# `make test`: it downloads old releases.
+check-floors:
+	PYTHON=$(PYTHON) .ci/check_floors
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache .grimp_cache runs wandb lightning_logs
+	rm -rf $(VENV) .venv-floors .pytest_cache .ruff_cache .import_linter_cache .grimp_cache runs wandb lightning_logs

@@ -14,8 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-
-from typing_extensions import Self
+from typing import Self
 
 from bridge.errors import ConfigError
 

@@ -178,6 +178,10 @@ def test_a_set_without_what_the_policy_trains_on_is_refused_by_name(demos, tmp_p
          "observation.images.wrist": info["features"].pop("observation.image")}))  # fmt: skip
     with pytest.raises(BridgeError, match=r"2 cameras \(observation.images.top, observation.images.wrist\)"):
         load_demos(two)
+    no_stats = shutil.copytree(path, tmp_path / "no_stats")
+    (no_stats / "meta/stats.json").write_text(json.dumps({"observation.state": {"min": [0, 0], "max": [1, 1]}}))
+    with pytest.raises(BridgeError, match="no min and max of action in meta/stats.json, which the policy normalises"):
+        load_demos(no_stats)
     # A set without bridge's metadata (as LeRobot writes them) is of the world the DataModule names...
     foreign = edit_info(path, tmp_path, "foreign", lambda info: info.pop("bridge"))
     dm = DemoDataModule(path=str(foreign), world="reach", world_options=TINY_WORLD, episodes=None, batch_size=4)

@@ -119,7 +119,11 @@ def save_demos(dataset: Dataset, meta: dict, path: str | os.PathLike, overwrite:
         "index": pa.array(np.arange(len(frames)), pa.int64()),
         "task_index": pc.index_in(frames["task"], pa.array(tasks)).cast(pa.int64()),
     }
-    table = pa.table({name: frames[name] if name in frames.column_names else frame_columns[name] for name in features})
+    columns = {name: frames[name] if name in frames.column_names else frame_columns[name] for name in features}
+    for name in ("observation.state", "action"):  # LeRobot stores a shape of (1,) as a scalar
+        if name in columns and pa.types.is_fixed_size_list(columns[name].type) and features[name]["shape"] == [1]:
+            columns[name] = pc.list_flatten(columns[name])
+    table = pa.table(columns)
     table = table_cast(table, _hf_features(features).arrow_schema)  # the schema carries the `datasets` features
     episodes = _write_data(table, tmp, tasks)
 
@@ -230,6 +234,8 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
         ) from None
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict) or "fps" not in info:
         raise CorruptFileError(f"{path}/{INFO} does not describe a LeRobot dataset (no features or fps); {hint}")
+    if not isinstance(stats, dict):
+        raise CorruptFileError(f"{path}/{STATS} does not hold a LeRobot dataset's statistics; {hint}")
     version = str(info.get("codebase_version", "?"))
     if not version.startswith("v3."):
         raise CorruptFileError(
@@ -260,13 +266,26 @@ def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
     served = {"observation.image" if name == image_key else name: ft for name, ft in features.items()}
     columns["task"] = pa.array(task_names[task_index], pa.string())
     hf = _hf_features(served)
+    for name in ("observation.state", "action"):  # a float state or action is served as a vector, of one too
+        if name in served and served[name]["dtype"].startswith("float") and isinstance(hf[name], Value):
+            hf[name] = List(hf[name], length=1)
+            columns[name] = pa.FixedSizeListArray.from_arrays(columns[name].combine_chunks(), 1)
     hf["task"] = Value("string")
     try:
         dataset = Dataset(table_cast(pa.table(columns), hf.arrow_schema))
     except (ValueError, TypeError, pa.ArrowException) as err:
-        raise CorruptFileError(f"the data files at {path} do not match meta/info.json's features ({err}); {hint}")
+        raise CorruptFileError(
+            f"the data files at {path} do not match meta/info.json's features ({err}); {hint}"
+        ) from None
+    unnormalised = [n for n in ("observation.state", "action") if n in hf and isinstance(hf[n], List)
+                    and not {"min", "max"} <= set(stats.get(n, {}))]  # fmt: skip
+    if unnormalised:
+        raise CorruptFileError(
+            f"the demo set at {path} has no min and max of {', '.join(unnormalised)} in {STATS}, which the policy "
+            f"normalises with; {hint}"
+        )
     meta = {
-        **{key: value for key, value in (bridge or {}).items()},
+        **(bridge or {}),
         "fps": info["fps"],
         "num_episodes": len(np.unique(dataset["episode_index"])),
         "num_frames": len(dataset),

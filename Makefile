@@ -13,7 +13,14 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# LeRobot, a test-time tool only (tests/test_lerobot.py runs it in a subprocess), in a folder of its own: its pins
+# (torch < 2.11) do not fit the project's environment, which stays clean (pip check passes).
+LEROBOT := $(VENV)/lerobot-0.4.4
+$(LEROBOT)/.installed: $(STAMP)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --target $(LEROBOT) lerobot==0.4.4 accelerate av
+	touch $@
+
+install: $(STAMP) $(LEROBOT)/.installed
 
 demo: install
 	$(PY) -m bridge run lineage --preset tiny --readme README.md

@@ -58,7 +58,7 @@ def main() -> None:
         policy_options.update(encoder=args.encoder, encoder_kwargs=args.encoder_kwargs or {})
     with tempfile.TemporaryDirectory() as tmp:
         path = demos_path(args.demos, data, tmp)
-        meta = load_demos(path)[1]
+        meta = {"world": data["world"], **load_demos(path)[1]}  # a set LeRobot wrote: the config names its world
         dm = DemoDataModule(
             path=path, world=meta["world"], episodes=None, world_options=data["world_options"], val_fraction=0,
             batch_size=data["batch_size"], batch_by=data["batch_by"],

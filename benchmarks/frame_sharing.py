@@ -97,7 +97,7 @@ def main() -> None:
     data = config["data"]["init_args"]
     with tempfile.TemporaryDirectory() as tmp:
         path = demos_path(args.demos, data, tmp)
-        meta = load_demos(path)[1]
+        meta = {"world": data["world"], **load_demos(path)[1]}  # a set LeRobot wrote: the config names its world
         loaders, policies = {}, {}
         for mode in MODES:
             dm = DemoDataModule(

@@ -6,12 +6,14 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import AutoTokenizer
 
 from bridge.errors import BridgeError, CorruptFileError
-from bridge.vla.demos import DemoDataModule, collect_demos, decode_frames, load_demos, save_demos
+from bridge.runs import mark_folder
+from bridge.vla.demos import DEMOS, DemoDataModule, collect_demos, decode_frames, load_demos, save_demos
 from bridge.vla.demos.format import FORMAT_VERSION
 from bridge.vla.demos.frames import chunk_indices, history_indices
 from bridge.vla.policy.actions import ActionBins, MinMaxNormalizer
@@ -45,11 +47,28 @@ def test_demos_use_lerobot_keys_and_replay_the_world(demos):
     assert np.all(np.abs(np.asarray(dataset["action"])) <= 1)
 
 
-def test_demo_set_round_trips_through_disk(demos):
+def test_demo_set_round_trips_through_disk_in_lerobots_layout(demos):
     dataset, meta, path = demos
     loaded, loaded_meta = load_demos(path)
-    assert loaded_meta == json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}))
+    # All of collect_demos' meta comes back, with the format version (the statistics and features are checked below).
+    collected = json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}))
+    assert {k: v for k, v in loaded_meta.items() if k not in ("stats", "features")} == collected
     assert len(loaded) == len(dataset) and loaded.features == dataset.features
+    info = json.loads((path / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 12 and info["fps"] == meta["fps"]
+    assert info["features"]["observation.image"] == {"dtype": "image", "shape": [32, 32, 3],
+                                                     "names": ["height", "width", "channel"]}  # fmt: skip
+    frames = pq.read_table(path / "data/chunk-000/file-000.parquet")
+    assert frames.column_names == list(info["features"])  # task_index, not the task: tasks.parquet names them
+    assert frames["index"].to_pylist() == list(range(len(dataset)))
+    assert np.allclose(frames["timestamp"].to_numpy(), np.asarray(dataset["frame_index"]) / meta["fps"])
+    episodes = pq.read_table(path / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [e["length"] for e in episodes] == np.bincount(dataset["episode_index"]).tolist()
+    assert episodes[1]["dataset_from_index"] == episodes[0]["dataset_to_index"] == episodes[0]["length"]
+    actions = np.asarray(dataset["action"])
+    assert np.allclose(loaded_meta["stats"]["action"]["min"], actions.min(0))
+    assert np.allclose(loaded_meta["stats"]["action"]["std"], actions.std(0), atol=1e-6)
+    assert np.asarray(loaded_meta["stats"]["observation.image"]["mean"]).shape == (3, 1, 1)
     for i in (0, len(dataset) - 1):
         a, b = loaded[i], dataset[i]
         assert np.array_equal(np.asarray(a["observation.image"]), np.asarray(b["observation.image"]))
@@ -76,7 +95,7 @@ def test_datamodule_serves_batches_with_action_chunks(demos):
     assert batch["action"].shape == (8, 3, 2) and batch["action_is_pad"].shape == (8, 3)
     assert len(batch["task"]) == 8 and isinstance(batch["task"][0], str)
     assert len(dm.train_set) + len(dm.val_set) == meta["num_frames"]
-    assert dm.world.options == meta["world_options"] and dm.stats == meta["stats"]
+    assert dm.world.options == meta["world_options"] and dm.stats == load_demos(path)[1]["stats"]
     assert dm.world.name == meta["world"] == "reach"
 
 
@@ -113,47 +132,87 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
         load_demos(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="empty"):
         save_demos(dataset.select([]), meta, tmp_path / "empty")
-    dataset.select([]).save_to_disk(str(tmp_path / "empty"), num_shards=1)  # made by hand
-    (tmp_path / "empty" / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}))
-    with pytest.raises(ValueError, match="is empty"):
-        load_demos(tmp_path / "empty")
-    broken = shutil.copytree(path, tmp_path / "broken")
-    (broken / "meta.json").write_text("{not json")
-    with pytest.raises(ValueError, match="corrupted"):
-        load_demos(broken)
-    for arrow in (tmp_path / "broken").glob("*.arrow"):
-        arrow.write_bytes(b"garbage")
-    (broken / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}))
-    with pytest.raises(ValueError, match="corrupted"):
-        load_demos(broken)
-    save_demos(dataset.remove_columns(["action"]), meta, tmp_path / "no_action")
     with pytest.raises(ValueError, match="lacks the columns \\['action'\\]"):
-        load_demos(tmp_path / "no_action")
+        save_demos(dataset.remove_columns(["action"]), meta, tmp_path / "no_action")
+    fix = "collect it again: python -m bridge vla collect --episodes N --out .*{} --overwrite"
+    empty = shutil.copytree(path, tmp_path / "empty")
+    data = empty / "data/chunk-000/file-000.parquet"
+    pq.write_table(pq.read_table(data).slice(0, 0), data)
+    with pytest.raises(CorruptFileError, match=f"is empty; {fix.format('empty')}"):
+        load_demos(empty)
+    broken = shutil.copytree(path, tmp_path / "broken")
+    (broken / "meta/info.json").write_text("{not json")
+    with pytest.raises(CorruptFileError, match=f"corrupted.*{fix.format('broken')}"):
+        load_demos(broken)
+    shutil.copy(path / "meta/info.json", broken / "meta/info.json")
+    (broken / "data/chunk-000/file-000.parquet").write_bytes(b"garbage")
+    with pytest.raises(CorruptFileError, match="corrupted"):
+        load_demos(broken)
+
+
+def edit_info(path, tmp_path, name: str, edit) -> object:
+    """A copy of the set at ``path`` whose info.json ``edit`` changed in place."""
+    copy = shutil.copytree(path, tmp_path / name)
+    info = json.loads((copy / "meta/info.json").read_text())
+    edit(info)
+    (copy / "meta/info.json").write_text(json.dumps(info))
+    return copy
+
+
+def test_a_set_without_what_the_policy_trains_on_is_refused_by_name(demos, tmp_path):
+    _, _, path = demos
+    no_action = edit_info(path, tmp_path, "no_action", lambda info: info["features"].pop("action"))
+    with pytest.raises(BridgeError, match="has no action feature; bridge trains on an image"):
+        load_demos(no_action)
+    videos = edit_info(
+        path, tmp_path, "videos", lambda info: info["features"]["observation.image"].update(dtype="video")
+    )
+    with pytest.raises(BridgeError, match=r"stores its frames as videos \(observation.image\).*use_videos=False"):
+        load_demos(videos)
+    two = edit_info(path, tmp_path, "two", lambda info: info["features"].update(
+        {"observation.images.top": {"dtype": "image", "shape": [32, 32, 3]},
+         "observation.images.wrist": info["features"].pop("observation.image")}))  # fmt: skip
+    with pytest.raises(BridgeError, match=r"2 cameras \(observation.images.top, observation.images.wrist\)"):
+        load_demos(two)
+    no_stats = shutil.copytree(path, tmp_path / "no_stats")
+    (no_stats / "meta/stats.json").write_text(json.dumps({"observation.state": {"min": [0, 0], "max": [1, 1]}}))
+    with pytest.raises(BridgeError, match="no min and max of action in meta/stats.json, which the policy normalises"):
+        load_demos(no_stats)
+    # A set without bridge's metadata (as LeRobot writes them) is of the world the DataModule names...
+    foreign = edit_info(path, tmp_path, "foreign", lambda info: info.pop("bridge"))
+    dm = DemoDataModule(path=str(foreign), world="reach", world_options=TINY_WORLD, episodes=None, batch_size=4)
+    dm.setup("fit")
+    assert dm.world.options["image_size"] == 32 and "world" not in dm.meta
+    assert next(iter(dm.train_dataloader()))["observation.image"].shape == (4, 32, 32, 3)
+    # ... and trains only where its shapes fit that world.
+    with pytest.raises(BridgeError, match=r"does not fit world reach.*observation.image of shape \[32, 32, 3\] "
+                                          r"\(world reach: \[64, 64, 3\]\).*data.init_args.world"):  # fmt: skip
+        DemoDataModule(path=str(foreign), episodes=None).setup("fit")
 
 
 def test_a_demo_set_of_an_older_format_is_refused_with_the_fix(demos, tmp_path):
-    _, meta, path = demos
-    old = shutil.copytree(path, tmp_path / "old")
-    fix = "collect it again: python -m bridge vla collect --episodes N --out .*old --overwrite"
-    # Written before worlds had names: an env_id, the options under "env", no world or specs, no format version.
-    legacy = {k: v for k, v in meta.items() if k not in ("world", "world_options", "observation", "action_space")}
-    (old / "meta.json").write_text(json.dumps({"env_id": "bridge/Reach-v0", "env": meta["world_options"], **legacy}))
-    with pytest.raises(CorruptFileError, match=fix):
+    dataset, meta, path = demos
+    fix = "collect it again: python -m bridge vla collect --episodes N --out .*{} --overwrite"
+    # bridge's format 2: a Dataset.save_to_disk folder and meta.json, in a folder bridge marked as demos.
+    old = tmp_path / "old"
+    dataset.save_to_disk(str(old))
+    (old / "meta.json").write_text(json.dumps({"format_version": 2, **meta}))
+    mark_folder(old, DEMOS)
+    with pytest.raises(
+        CorruptFileError, match=f"earlier bridge .Dataset.save_to_disk and meta.json.*{fix.format('old')}"
+    ):
         load_demos(old)
-    with pytest.raises(CorruptFileError, match=fix):
+    with pytest.raises(CorruptFileError, match=fix.format("old")):
         DemoDataModule(path=str(old), episodes=None, batch_size=4).setup("fit")
-    # Format 1: the world's name and specs, its options under "env", no format version.
-    v1 = {("env" if k == "world_options" else k): v for k, v in meta.items()}
-    (old / "meta.json").write_text(json.dumps(v1))
-    with pytest.raises(CorruptFileError, match=fix):
-        load_demos(old)
-    # Any other version than this bridge's is refused by its number.
-    (old / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
-    with pytest.raises(CorruptFileError, match=f"format version 1, this bridge reads version {FORMAT_VERSION}; {fix}"):
-        load_demos(old)
-    (old / "meta.json").write_text(json.dumps(meta))  # no version at all
-    with pytest.raises(CorruptFileError, match=f"format version 1, this bridge reads version {FORMAT_VERSION}"):
-        load_demos(old)
+    # Any other version than this bridge's is refused by its number; LeRobot's older layouts too.
+    v2 = edit_info(path, tmp_path, "v2", lambda info: info["bridge"].update(format_version=2))
+    with pytest.raises(
+        CorruptFileError, match=f"format version 2, this bridge reads {FORMAT_VERSION}; {fix.format('v2')}"
+    ):
+        load_demos(v2)
+    lerobot_v21 = edit_info(path, tmp_path, "v21", lambda info: info.update(codebase_version="v2.1"))
+    with pytest.raises(CorruptFileError, match="LeRobot v2.1; bridge reads v3 sets. Convert it with LeRobot's"):
+        load_demos(lerobot_v21)
 
 
 def test_save_replaces_only_a_demo_set_and_only_when_asked(demos, tmp_path):
@@ -161,7 +220,7 @@ def test_save_replaces_only_a_demo_set_and_only_when_asked(demos, tmp_path):
     with pytest.raises(BridgeError, match="--overwrite"):
         save_demos(dataset, meta, path)
     assert save_demos(dataset, meta, path, overwrite=True) == path
-    assert load_demos(path)[1] == {"format_version": FORMAT_VERSION, **meta}
+    assert load_demos(path)[1]["world_options"] == meta["world_options"]
     # A user's folder, or a training run's, is never replaced: --overwrite is for demo sets only.
     run = tmp_path / "runs"
     (run / "my_run" / "checkpoints").mkdir(parents=True)

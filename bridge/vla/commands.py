@@ -47,13 +47,13 @@ def register(subparsers) -> None:
 
 
 def _add_collect(commands) -> None:
-    p = commands.add_parser("collect", help="record a world's expert episodes as a LeRobot-style dataset")
+    p = commands.add_parser("collect", help="record a world's expert episodes as a LeRobot v3 dataset")
     p.add_argument("--world", default="reach", help="the world's name (python -m bridge vla worlds lists them)")
     p.add_argument(
         "--world-options", nargs="*", default=[], metavar="KEY=VALUE", help="the world's options, e.g. image_size=32"
     )
     p.add_argument("--episodes", type=positive_int, default=1000, help="successful episodes to record")
-    p.add_argument("--out", required=True, help="folder for the dataset (datasets.save_to_disk) and its meta.json")
+    p.add_argument("--out", required=True, help="folder for the dataset (LeRobot's v3 layout: meta/, data/)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
     p.add_argument(
         "--noise", type=non_negative_float, default=None,

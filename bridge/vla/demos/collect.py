@@ -14,13 +14,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from functools import partial
 
-import numpy as np
 from datasets import Dataset
 from tqdm.auto import tqdm
 
 from bridge.errors import ConfigError
 from bridge.vla.demos.format import demo_features
-from bridge.vla.worlds import ActionSpace, World
+from bridge.vla.worlds import World
 from bridge.vla.worlds.rollout import Episode, rollouts
 
 WAVES_PER_BLOCK = 16  # a block is this many waves of num_envs environments: long enough to hide a process's hand-off
@@ -35,7 +34,8 @@ def collect_demos(
     progress: bool = True,
     workers: int | None = None,
 ) -> tuple[Dataset, dict]:
-    """``episodes`` successful expert episodes of ``world`` (seeds ``seed``, ``seed + 1``, ...) and their ``meta``.
+    """``episodes`` successful expert episodes of ``world`` (seeds ``seed``, ``seed + 1``, ...) and their ``meta``
+    (:func:`~bridge.vla.demos.format.save_demos` adds the statistics as it writes them).
 
     ``noise`` is the expert's (None: the world's default). The world executes the expert's actions, and each frame
     records what the expert's ``label`` names for it (for Reach the noise-free command, DART). The rare failed
@@ -73,7 +73,6 @@ def collect_demos(
         "num_episodes": episodes,
         "num_frames": len(dataset),
         "failed_episodes": failed,
-        "stats": _stats(rows, world.action_space),
     }
     return dataset, meta
 
@@ -101,22 +100,6 @@ def _successful_episodes(
             if failed > episodes:
                 raise RuntimeError(f"the expert failed {failed} episodes; check the world's options {world}")
     return kept, failed
-
-
-def _stats(rows: dict[str, list], action_space: ActionSpace) -> dict:
-    """Per-dimension statistics of the state and of continuous actions (discrete actions need none)."""
-    keys = ["observation.state"] if "observation.state" in rows else []
-    keys += ["action"] if action_space.kind == "box" else []
-    stats = {}
-    for key in keys:
-        v = np.asarray(rows[key])
-        stats[key] = {
-            "min": v.min(0).tolist(),
-            "max": v.max(0).tolist(),
-            "mean": v.mean(0).tolist(),
-            "std": v.std(0).tolist(),
-        }
-    return stats
 
 
 def default_workers() -> int:

@@ -1,5 +1,6 @@
 """The LightningDataModule of demonstrations: collects a demo set when it is missing, splits it by episode and
-serves it as batches of frames, or of whole episodes with each shared frame once."""
+serves it as batches of frames, or of whole episodes with each shared frame once. Any LeRobot v3 set whose
+features fit the world trains, one that LeRobot wrote included."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from bridge.errors import ConfigError
 from bridge.vla.demos.collect import collect_demos
-from bridge.vla.demos.format import load_demos, save_demos
+from bridge.vla.demos.format import lerobot_features, load_demos, save_demos
 from bridge.vla.demos.frames import DemoFrames, EpisodeOrder
 from bridge.vla.worlds import ActionSpace, ObservationSpec, World, get_world
 
@@ -21,8 +22,11 @@ class DemoDataModule(L.LightningDataModule):
     """A world's expert demonstrations as batches for :class:`bridge.vla.training.VLAPolicy`.
 
     Args:
-        path: the demo set. When it does not exist, ``prepare_data`` collects ``episodes`` episodes there.
-        world: the world's name (``reach``); an existing set must hold this world's demos.
+        path: the demo set, a LeRobot v3 folder. When it does not exist, ``prepare_data`` collects ``episodes``
+            episodes there.
+        world: the world's name (``reach``); a set bridge collected must hold this world's demos. A set without
+            bridge's metadata (one LeRobot wrote) is taken as demos of this world with ``world_options``, which
+            validation rollouts and evaluation then run in; its image, state and action must fit the world's.
         episodes, collect_seed, noise, world_options: how to collect (episodes from seed ``collect_seed``, None:
             ``seed``; ``noise`` None: the expert's default). For an existing set, ``episodes``, ``noise`` and
             ``world_options`` (when given) must match it.
@@ -84,6 +88,7 @@ class DemoDataModule(L.LightningDataModule):
             return
         dataset, self.meta = load_demos(self.path)
         self._check_matches(self.meta)
+        self._check_fits(self.meta["features"])
         if self.hparams.augment:
             if not self.world.augmentation:
                 raise ConfigError(f"world {self.world.name} has no symmetry to augment demos with; set augment: false")
@@ -105,21 +110,39 @@ class DemoDataModule(L.LightningDataModule):
 
     def _check_matches(self, meta: dict) -> None:
         hp, wrong = self.hparams, []
-        if hp.world != meta["world"]:
-            wrong.append(f"world={meta['world']!r} (asked for {hp.world!r})")
         if hp.episodes is not None and hp.episodes != meta["num_episodes"]:
             wrong.append(f"episodes={meta['num_episodes']} (asked for {hp.episodes})")
-        stored_noise = meta["expert"].get("noise")
-        if hp.noise is not None and stored_noise != hp.noise:
-            wrong.append(f"noise={stored_noise} (asked for {hp.noise})")
-        stored = meta["world_options"]
-        for key, value in (hp.world_options or {}).items():
-            if stored.get(key) != value:
-                wrong.append(f"world_options.{key}={stored.get(key)!r} (asked for {value!r})")
+        if "world" in meta:  # collected by bridge: what it was collected with is known
+            if hp.world != meta["world"]:
+                wrong.append(f"world={meta['world']!r} (asked for {hp.world!r})")
+            stored_noise = meta["expert"].get("noise")
+            if hp.noise is not None and stored_noise != hp.noise:
+                wrong.append(f"noise={stored_noise} (asked for {hp.noise})")
+            stored = meta["world_options"]
+            for key, value in (hp.world_options or {}).items():
+                if stored.get(key) != value:
+                    wrong.append(f"world_options.{key}={stored.get(key)!r} (asked for {value!r})")
         if wrong:
             raise ConfigError(
                 f"the demo set at {self.path} holds {', '.join(wrong)}; point path at another folder to collect "
                 "a new set, or set episodes: null and drop world_options and noise to use this one as it is"
+            )
+
+    def _check_fits(self, features: dict) -> None:
+        """The set's image, state and action have the world's shapes (a set LeRobot wrote names no world)."""
+        world, wrong = self.world, []
+        expected = lerobot_features(world.observation, world.action_space)
+        for name in ("observation.image", "observation.state", "action"):
+            want, got = expected.get(name, {}), features.get(name, {})
+            shape, wanted = list(got.get("shape", [])), want.get("shape", [])
+            if shape != wanted:
+                wrong.append(f"{name} of shape {shape or 'none'} (world {world.name}: {wanted or 'none'})")
+            elif got and want["dtype"] != "image" and got["dtype"][:3] != want["dtype"][:3]:  # float32/64, int32/64
+                wrong.append(f"{name} of dtype {got['dtype']} (world {world.name}: {want['dtype']})")
+        if wrong:
+            raise ConfigError(
+                f"the demo set at {self.path} does not fit world {world.name}: it has {', '.join(wrong)}; name the "
+                "world these demos are of with data.init_args.world and world_options (e.g. image_size)"
             )
 
     @property
@@ -128,10 +151,14 @@ class DemoDataModule(L.LightningDataModule):
 
     @property
     def world(self) -> World:
-        """The world the demos are of, with the options they were collected with."""
+        """The world the demos are of, with the options they were collected with (or, for a set without bridge's
+        metadata, the world and options this DataModule names)."""
         if self._world is None:
-            meta = self._meta()
-            self._world = get_world(meta["world"], **meta["world_options"])
+            meta, hp = self._meta(), self.hparams
+            if "world" in meta:
+                self._world = get_world(meta["world"], **meta["world_options"])
+            else:
+                self._world = get_world(hp.world, **(hp.world_options or {}))
         return self._world
 
     @property

@@ -48,7 +48,7 @@ class DemoFrames(torch.utils.data.Dataset):
         if not torch.isfinite(actions.float()).all() or actions.min() < low - 1e-5 or actions.max() > high + 1e-5:
             raise CorruptFileError(
                 f"the demo set holds actions outside the action space {action_space} or non-finite ones; "
-                "collect it again"
+                "collect it again, or (for a set bridge did not collect) name the world its actions are of"
             )
         rows, self.is_pad = chunk_indices(episode_index, horizon)
         self.chunks = actions[rows]  # (N, horizon, *action shape)

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from bridge.errors import ConfigError
 from bridge.lit.trainer import build_trainer
+from bridge.tracking import wandb_settings
 
 # Set by the recipe for each stage (see bridge.lit.trainer.run_settings), so not on the command line.
 STAGE_SETTINGS = {"default_root_dir", "logger", "callbacks"}
@@ -37,6 +38,7 @@ def parse(parser: ArgumentParser, argv: list[str] | None) -> Namespace:
     """Parse ``argv``. ``args.trainer`` is then the dict of the ``--trainer.*`` settings given (classes built),
     ``args.trainer_config`` the same as plain values, for a stage's recorded configuration."""
     args = parser.parse_args(argv)
+    wandb_settings()  # WANDB_MODE=online without a key (or a mode wandb does not have): said before any work
     for key, value in vars(args).items():
         if key != "trainer":
             setattr(args, key, _plain(value))
@@ -60,8 +62,8 @@ def _plain(value):
 
 
 def trainer(root: str | Path, name: str, group: str | None, given: dict, **settings) -> L.Trainer:
-    """:func:`bridge.lit.trainer.build_trainer` with the recipe's ``settings``, and the command line's
-    ``--trainer.*`` settings (``given``, from :func:`parse`) on top."""
+    """:func:`bridge.lit.trainer.build_trainer` with the recipe's ``settings`` (``wandb_run`` among them), and the
+    command line's ``--trainer.*`` settings (``given``, from :func:`parse`) on top."""
     return build_trainer(root, name, group, **{**settings, **given})
 
 

@@ -67,3 +67,20 @@ def logged_summary(path: str | Path) -> dict[str, object]:
             for item in record.summary.update:
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return summary
+
+
+def logged_run(path: str | Path) -> dict[str, object]:
+    """The run's own record: project, entity, job type, group, tags, and the config given to ``wandb.init``."""
+    (run,) = [r.run for r in read_records(path) if r.WhichOneof("record_type") == "run"]
+    config = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in run.config.update}
+    return {"id": run.run_id, "project": run.project, "entity": run.entity, "job_type": run.job_type,
+            "group": run.run_group, "tags": list(run.tags), "config": config}  # fmt: skip
+
+
+def logged_artifacts(path: str | Path) -> dict[str, list[str]]:
+    """Every artifact the run logged, by type: their names."""
+    artifacts: dict[str, list[str]] = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "artifact":
+            artifacts.setdefault(record.artifact.type, []).append(record.artifact.name)
+    return artifacts

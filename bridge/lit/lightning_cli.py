@@ -2,8 +2,10 @@
 
 Every run lives in one directory (``trainer.default_root_dir``, ``runs/<name>`` by default) holding its
 checkpoints and its W&B files; :mod:`bridge.lit.trainer` sets it up as it does for every recipe. W&B is the
-logger unless the config names another: offline unless ``WANDB_MODE=online`` or an API key is set, so
-``wandb sync <run dir>/wandb/offline-run-*`` uploads later.
+logger unless the config names another (see :mod:`bridge.tracking`): offline unless ``WANDB_MODE=online`` or an API
+key is set, so ``wandb sync <run dir>/wandb/offline-run-*`` uploads later; none under ``WANDB_MODE=disabled``.
+``--log_model true`` logs the checkpoints as W&B artifacts at the end (Lightning's ``log_model``).
+
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bridge.lit.trainer import CHECKPOINT_EVERY_N_STEPS, run_settings
 from bridge.runs import FolderLock, is_launching_process, mark_folder
 
 RUN = "run"  # the kind bridge marks a training run's folder with (bridge.runs)
+JOB_TYPES = {"fit": "train", "validate": "eval", "test": "eval", "predict": "predict"}  # W&B's job_type
 
 
 class SaveAndLogConfig(SaveConfigCallback):
@@ -50,6 +53,9 @@ class BridgeCLI(LightningCLI):
             "--checkpoint_every_n_steps", type=int, default=CHECKPOINT_EVERY_N_STEPS,
             help="also write last.ckpt every N training steps, not only at epoch ends",
         )  # fmt: skip
+        parser.add_argument(
+            "--log_model", type=bool, default=False, help="log the checkpoints as W&B artifacts at the end of fit"
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Refuse a checkpoint of another kind or model by name, then let Lightning read a classifier's
@@ -107,6 +113,8 @@ class BridgeCLI(LightningCLI):
             monitor=getattr(self.model, "monitor", ("val/loss", "min")),
             checkpoint_every_n_steps=config.get("checkpoint_every_n_steps") or CHECKPOINT_EVERY_N_STEPS,
             accelerator=trainer.get("accelerator", "auto"), devices=trainer.get("devices", "auto"),
+            wandb_run={"job_type": JOB_TYPES.get(str(self.subcommand), "train"),
+                       "log_model": bool(config.get("log_model"))},
         )  # fmt: skip
         return super().instantiate_trainer(**settings, **kwargs)
 

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from bridge.errors import ConfigError
 from bridge.lit.callbacks import LastCheckpoint, LogCheckpointPaths
 from bridge.lit.checkpoint_io import AtomicCheckpointIO
-from bridge.tracking import wandb_offline
+from bridge.tracking import wandb_settings
 
 # Lightning's copy of torch's tree flattening builds LeafSpec, which torch 2.10+ deprecates; every training step
 # would say so. Only that warning from that module is silenced.
@@ -32,11 +32,17 @@ warnings.filterwarnings(
 CHECKPOINT_EVERY_N_STEPS = 100  # "last.ckpt" during an epoch too, so a killed run loses at most this many steps
 
 
-def wandb_logger(root: str | Path, name: str, group: str | None = None) -> WandbLogger:
-    """The W&B logger of a run: its files in the run folder, offline unless the user went online."""
-    return WandbLogger(
-        save_dir=str(root), name=name, group=group, project="bridge", offline=wandb_offline(), log_model=False
-    )
+def wandb_logger(root: str | Path, name: str, group: str | None = None, **run) -> WandbLogger | None:
+    """The W&B logger of a run: its files in the run folder, offline unless the user went online, none at all
+    under ``WANDB_MODE=disabled``. ``run`` goes to ``wandb.init`` (``job_type``, ``config``, ``tags``) and to the
+    logger (``log_model``: checkpoints as artifacts)."""
+    settings = wandb_settings()
+    if settings["mode"] == "disabled":
+        return None
+    # mode goes to wandb.init as it is: the logger's own offline=True sets WANDB_MODE for the whole process and
+    # refuses log_model, though an offline run keeps its artifacts for `wandb sync`.
+    return WandbLogger(save_dir=str(root), name=name, group=group, **{"job_type": "train", "log_model": False,
+                       **settings, **run})  # fmt: skip
 
 
 def check_cpu_devices(accelerator: str | Accelerator = "auto", devices: object = "auto") -> None:
@@ -66,18 +72,20 @@ def run_settings(
     checkpoint_every_n_steps: int | None = CHECKPOINT_EVERY_N_STEPS,
     accelerator: str | Accelerator = "auto",
     devices: object = "auto",
+    wandb_run: dict | None = None,
 ) -> dict:
     """The Trainer arguments that make a run a bridge run: ``default_root_dir``, ``logger``, ``callbacks``.
 
     ``logger`` True (or None) is W&B; a logger given is kept. The callbacks given come first, then those every
     run gets, each unless one of its kind is already there: ``best.ckpt`` on ``monitor`` (metric, mode),
     ``last.ckpt`` every ``checkpoint_every_n_steps`` steps and at epoch ends (None: no checkpoints at all),
-    the learning rate, and the checkpoint paths in W&B. ``accelerator`` and ``devices`` are only checked.
+    the learning rate, and the checkpoint paths in W&B. ``wandb_run``: what the W&B logger records of the run (see
+    :func:`wandb_logger`). ``accelerator`` and ``devices`` are only checked.
     """
     check_cpu_devices(accelerator, devices)
     root = Path(root)
     if logger is True or logger is None:
-        logger = wandb_logger(root, name, group)
+        logger = wandb_logger(root, name, group, **(wandb_run or {})) or False
     given = list(callbacks)
     added: list[Callback] = []
     if checkpoint_every_n_steps and not any(isinstance(cb, ModelCheckpoint) for cb in given):
@@ -107,6 +115,7 @@ def build_trainer(
     callbacks: Sequence[Callback] = (),
     monitor: tuple[str, str] | None = None,
     checkpoint_every_n_steps: int | None = CHECKPOINT_EVERY_N_STEPS,
+    wandb_run: dict | None = None,
     **trainer_kwargs,
 ) -> L.Trainer:
     """A Trainer for the run ``name`` in folder ``root`` (see :func:`run_settings`); ``trainer_kwargs`` go to
@@ -114,6 +123,6 @@ def build_trainer(
     settings = run_settings(
         root, name, group, logger=logger, callbacks=callbacks, monitor=monitor,
         checkpoint_every_n_steps=checkpoint_every_n_steps, accelerator=trainer_kwargs.get("accelerator", "auto"),
-        devices=trainer_kwargs.get("devices", "auto"),
+        devices=trainer_kwargs.get("devices", "auto"), wandb_run=wandb_run,
     )  # fmt: skip
     return L.Trainer(**{**settings, **trainer_kwargs})

@@ -204,6 +204,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     """Evaluate, print a table, write results.json and videos under --out, log to W&B; return the result."""
     from rich.console import Console
 
+    from bridge.tracking import wandb_settings
     from bridge.vla.evaluation.closed_loop import evaluate
     from bridge.vla.evaluation.video import write_video
     from bridge.vla.policy.language import unknown_words
@@ -211,6 +212,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     from bridge.vla.worlds import get_world
 
     ckpt = _existing(args.ckpt)
+    tracking = wandb_settings() if args.wandb else None  # WANDB_MODE=online without a key: said before the work
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # before minutes of evaluation
         raise ConfigError(f"{args.out} exists and is not a folder; choose another --out (a folder, created if missing)")
     policy = load_policy(ckpt)
@@ -237,8 +239,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
         result.videos[name] = str(write_video(eps[:record], out / f"{name}.{args.video}"))
     result.to_json(out / "results.json")
     console.print(f"results and videos in {out}")
-    if args.wandb:
-        _log_wandb(result, out, ckpt)
+    if tracking is not None:
+        _log_wandb(result, out, ckpt, tracking)
     return result
 
 
@@ -265,14 +267,12 @@ def _run_dir(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
-def _log_wandb(result: EvalResult, out: Path, ckpt: Path) -> None:
+def _log_wandb(result: EvalResult, out: Path, ckpt: Path, tracking: dict) -> None:
     import wandb
 
-    from bridge.tracking import wandb_offline
-
     run = wandb.init(
-        project="bridge", name=f"eval-{_run_dir(ckpt).name}-{ckpt.stem}", job_type="eval", dir=str(out),
-        mode="offline" if wandb_offline() else "online",
+        name=f"eval-{_run_dir(ckpt).name}-{ckpt.stem}", job_type="eval", dir=str(out), **tracking,
+        tags=[f"world:{result.world}"],
         config={"checkpoint": result.checkpoint, "world": result.world, "world_options": result.world_options,
                 "episodes": len(result.episode_seeds), "temperature": result.temperature},
     )  # fmt: skip

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.preset, preset, out, list(range(args.seed, args.seed + preset.seeds)),
                 arms(preset, args.vit_weights, args.timm_weights or cached_timm_weights(preset.timm)),
                 trainer, trainer_config, pool, processes, args.readme and Path(args.readme),
-                verbose=args.verbose, live=live.enabled,
+                verbose=args.verbose, live=live.enabled, log_artifacts=args.log_artifacts,
             )  # fmt: skip
             backbones = stages.pretrain(run)
             demos = stages.collect(run)
@@ -108,6 +108,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--readme", help="also write the answer (table, verdicts, chart) into this file's demo block")
     parser.add_argument(
         "--smoke", action="store_true", help="every stage on a few examples (e.g. --preset gpu on a CPU)"
+    )
+    parser.add_argument(
+        "--log-artifacts", action="store_true", help="log the checkpoints and the demo set as W&B artifacts"
     )
     parser.add_argument(
         "--verbose", action="store_true", help="show Lightning's and W&B's output too (always in each stage's log.txt)"

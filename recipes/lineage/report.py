@@ -15,7 +15,7 @@ import numpy as np
 from bridge.analysis.plots import plot_bars, plot_curves
 from bridge.analysis.tables import markdown_table
 from bridge.errors import ConfigError
-from bridge.tracking import wandb_offline
+from bridge.tracking import wandb_settings
 from bridge.vla.evaluation.result import ConditionResult
 
 BASELINES = (("expert", "ceiling"), ("random", "floor"))
@@ -172,13 +172,17 @@ def curves_chart(curves: dict[str, list[dict]], path: Path) -> Path:
     return plot_curves(percent_curves, CURVE_AXES, "closed-loop success (%)", path, log_x=("train_macs",))
 
 
-def log_report(out: Path, group: str, data: dict, runs: dict, baselines: dict, curves: dict, figures: dict) -> None:
-    """The tables, the learning curves and the charts as one W&B run of the pipeline's group."""
+def log_report(
+    out: Path, wandb_run: dict, data: dict, runs: dict, baselines: dict, curves: dict, figures: dict,
+    demos: Path | None = None,
+) -> None:  # fmt: skip
+    """The tables, the learning curves and the charts as one W&B run of the pipeline's group (``wandb_run``: its
+    group, job type, config and tags); ``demos``: the demo set too, as a dataset artifact."""
     import wandb
 
-    run = wandb.init(project="bridge", group=group, name="report", job_type="report", dir=str(out),
-                     mode="offline" if wandb_offline() else "online", config={"preset": data["preset"],
-                     "seeds": data["seeds"], "settings": data["settings"]})  # fmt: skip
+    run_config = {**wandb_run["config"], "seeds": data["seeds"], "settings": data["settings"]}
+    run = wandb.init(name="report", dir=str(out), group=wandb_run["group"], job_type=wandb_run["job_type"],
+                     tags=wandb_run["tags"], config=run_config, **wandb_settings())  # fmt: skip
     columns = ["encoder", "init", "encoder_params", "encoder_macs", "train_seconds", "images_per_second",
                "success", "ci95_low", "ci95_high", "val_action_mae"]  # fmt: skip
     table = wandb.Table(columns=columns)
@@ -205,4 +209,8 @@ def log_report(out: Path, group: str, data: dict, runs: dict, baselines: dict, c
         "lineage/success": wandb.Image(str(figures["success"])),
         "lineage/curves_figure": wandb.Image(str(figures["curves"])),
     })  # fmt: skip
+    if demos is not None:
+        artifact = wandb.Artifact(f"demos-{wandb_run['config']['world'].replace(':', '-')}", type="dataset")
+        artifact.add_dir(str(demos))
+        run.log_artifact(artifact)
     run.finish()

@@ -41,6 +41,7 @@ class Lineage:
     readme: Path | None = None  # a file whose demo-results block the report fills (make demo: README.md)
     verbose: bool = False  # the frameworks' output on the terminal too, not only in each stage's log.txt
     live: bool = False  # a live view shows the stages: they do not announce themselves
+    log_artifacts: bool = False  # checkpoints and the demo set as W&B artifacts
 
     @property
     def output(self) -> dict:
@@ -51,7 +52,15 @@ class Lineage:
 
     @property
     def group(self) -> str:
-        return f"lineage-{self.name}"
+        return f"lineage-{self.name}-{self.preset.world}"
+
+    def wandb_run(self, job_type: str, **config) -> dict:
+        """What W&B records of one of the run's runs: its group and job type, the preset and world (and the arm
+        and seed given) in its config and its tags, and whether its checkpoints go up as artifacts."""
+        config = {"preset": self.name, "world": self.preset.world, **config}
+        tags = [f"{key}:{value}" for key, value in config.items()]
+        return {"group": self.group, "job_type": job_type, "config": config, "tags": tags,
+                "log_model": self.log_artifacts}  # fmt: skip
 
 
 def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
@@ -67,7 +76,8 @@ def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
     return {
         (stage, seed): run.pool.submit(
             run_stage, run.out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
-            pretrain_work(model, p, lr, seed, run.group, run.trainer), **run.output,
+            pretrain_work(model, p, lr, seed, run.wandb_run("pretrain", model=stage, seed=seed), run.trainer),
+            **run.output,
         )
         for seed in run.seeds
         for stage, (model, lr) in backbones.items()
@@ -101,7 +111,9 @@ def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) ->
             weights = backbone.result()["checkpoint"] if backbone else arm.weights
             folder = "policy-" + arm.label.lower().replace(" ", "-").replace(":", "-") + f"-seed{seed}"
             config = {"arm": asdict(arm), "weights": weights, "seed": seed, **recipe}
-            work = train_policy(arm, p, seed, path, weights, run.group, run.trainer)
+            work = train_policy(
+                arm, p, seed, path, weights, run.wandb_run("policy", arm=arm.label, seed=seed), run.trainer
+            )
             training[arm.label, seed] = run.pool.submit(run_stage, run.out, folder, config, work, **run.output)
     return [(arm, seed, training[arm.label, seed].result()) for arm in run.arms for seed in run.seeds]
 
@@ -111,7 +123,12 @@ def evaluate(run: Lineage, trained: list[tuple[Arm, int, dict]]) -> tuple[dict[s
     expert and random actions. Returns per arm its runs (see report_data.py) and the baselines' results."""
     p = run.preset
     episodes = {"world": p.world, "image_size": p.image_size, "episodes": p.eval_episodes, "seeds": p.eval_seeds}
-    evaluations = [run.pool.submit(evaluate_run, p, result, episodes, run.output) for _, _, result in trained]
+    evaluations = [
+        run.pool.submit(
+            evaluate_run, p, result, episodes, run.output, run.wandb_run("policy", arm=arm.label, seed=seed)
+        )
+        for arm, seed, result in trained
+    ]
     runs: dict[str, list[dict]] = {}
     for (arm, seed, result), points in zip(trained, evaluations):
         policy = [EvalResult.from_dict(point).conditions["policy"] for point in points.result()]
@@ -135,7 +152,16 @@ def report(
     figures = {"success": success_chart(data, baselines, out / "success.png"),
                "curves": curves_chart(curves, out / "curves.png")}  # fmt: skip
     with output_to(out / "report.log") if not run.verbose else contextlib.nullcontext():
-        log_report(out, run.group, data, runs, baselines, curves, figures)
+        log_report(
+            out,
+            run.wandb_run("report"),
+            data,
+            runs,
+            baselines,
+            curves,
+            figures,
+            demos=out / "demos" if run.log_artifacts else None,
+        )
     if run.readme is not None:
         publish(run.readme, data, baselines, figures["success"], out / "report.md")
     print(text)

@@ -20,13 +20,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.loggers import WandbLogger
 
 from bridge.analysis.summary import count_macs
 from bridge.data import ImageDataModule
 from bridge.lit import ImageClassifier
 from bridge.lit.callbacks import ProgressFile
+from bridge.tracking import wandb_settings
 from bridge.vla.demos import DemoDataModule
 from bridge.vla.evaluation.closed_loop import evaluate
+from bridge.vla.evaluation.result import EvalResult
 from bridge.vla.evaluation.video import write_video
 from bridge.vla.policy.configuration import PolicyConfig
 from bridge.vla.policy.loading import load_policy
@@ -40,11 +43,13 @@ from recipes.resumable import run_stage
 DATA_SEED = 0  # the shapes images and the demonstrations: one draw, shared by every training seed
 
 
-def trainer(folder: Path, label: str, group: str, given: dict, **settings) -> L.Trainer:
-    """A Trainer writing into the stage's folder; its Timer counts training time only, across resumes too."""
+def trainer(folder: Path, label: str, wandb_run: dict, given: dict, **settings) -> L.Trainer:
+    """A Trainer writing into the stage's folder; its Timer counts training time only, across resumes too.
+    ``wandb_run``: the W&B run's group, job type, config and tags (``Lineage.wandb_run``)."""
+    wandb_run = dict(wandb_run)
     return kit.trainer(
-        folder, label, group, given, callbacks=[Timer(verbose=False), ProgressFile()], checkpoint_every_n_steps=50,
-        log_every_n_steps=10, num_sanity_val_steps=0, **settings,
+        folder, label, wandb_run.pop("group"), given, wandb_run=wandb_run, callbacks=[Timer(verbose=False),
+        ProgressFile()], checkpoint_every_n_steps=50, log_every_n_steps=10, num_sanity_val_steps=0, **settings,
     )  # fmt: skip
 
 
@@ -97,12 +102,12 @@ def _collect(preset: Preset, path: Path, folder: Path, resume) -> dict:
     return {"path": str(path)}
 
 
-def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, group: str, given: dict):
+def pretrain(model: tuple[str, dict], preset: Preset, lr: float, seed: int, wandb_run: dict, given: dict):
     """A classifier of the 12 (colour, shape) classes; its weights become a policy's encoder."""
-    return functools.partial(_pretrain, model, preset, lr, seed, group, given)
+    return functools.partial(_pretrain, model, preset, lr, seed, wandb_run, given)
 
 
-def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: dict, folder: Path, resume) -> dict:
+def _pretrain(model, preset: Preset, lr: float, seed: int, wandb_run: dict, given: dict, folder: Path, resume) -> dict:
     L.seed_everything(seed, verbose=False)
     name, kwargs = model
     module = ImageClassifier(
@@ -112,7 +117,7 @@ def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: di
     data = ImageDataModule("shapes", image_size=preset.image_size, batch_size=preset.batch_size, augment="flip",
                            shapes_per_split=preset.shapes, seed=DATA_SEED,
                            num_workers=preset.num_workers)  # fmt: skip
-    t = trainer(folder, f"pretrain {name} seed {seed}", group, given, max_epochs=preset.pretrain_epochs)
+    t = trainer(folder, f"pretrain {name} seed {seed}", wandb_run, given, max_epochs=preset.pretrain_epochs)
     t.fit(module, data, ckpt_path=resume)
     seconds = train_seconds(t)
     accuracy = t.validate(module, data, verbose=False)[0]["val/acc"]
@@ -122,14 +127,15 @@ def _pretrain(model, preset: Preset, lr: float, seed: int, group: str, given: di
     return {"model": name, "checkpoint": str(folder / "classifier.ckpt"), "val_acc": accuracy, "seconds": seconds}
 
 
-def train_policy(arm: Arm, preset: Preset, seed: int, demos: Path, weights: str | None, group: str, given: dict):
+def train_policy(arm: Arm, preset: Preset, seed: int, demos: Path, weights: str | None, wandb_run: dict, given: dict):
     """One policy; besides ``policy.ckpt`` it leaves a checkpoint at every learning-curve point (see SaveAt)."""
-    return functools.partial(_train_policy, arm, preset, seed, demos, weights, group, given)
+    return functools.partial(_train_policy, arm, preset, seed, demos, weights, wandb_run, given)
 
 
 def _train_policy(
-    arm: Arm, preset: Preset, seed: int, path: Path, weights: str | None, group: str, given: dict, folder: Path, resume
-) -> dict:
+    arm: Arm, preset: Preset, seed: int, path: Path, weights: str | None, wandb_run: dict, given: dict, folder: Path,
+    resume,
+) -> dict:  # fmt: skip
     L.seed_everything(seed, verbose=False)
     config = PolicyConfig(
         encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
@@ -141,7 +147,7 @@ def _train_policy(
     )  # fmt: skip
     data = demos(preset, path, seed)
     points = curve_steps(preset.steps, preset.curve_points)
-    t = trainer(folder, f"{arm.label} seed {seed}", group, given, max_steps=preset.steps, gradient_clip_val=1.0)
+    t = trainer(folder, f"{arm.label} seed {seed}", wandb_run, given, max_steps=preset.steps, gradient_clip_val=1.0)
     t.callbacks.append(SaveAt(folder / "curve", points[:-1]))  # the last point is policy.ckpt
     t.fit(module, data, ckpt_path=resume)
     seconds = train_seconds(t)
@@ -150,6 +156,7 @@ def _train_policy(
     action_mae = validated[0].get("val/action_mae", math.nan) if validated else math.nan
     t.save_checkpoint(folder / "policy.ckpt", weights_only=False)
     kit.finish(t)
+    wandb_id = t.logger.version if isinstance(t.logger, WandbLogger) else None  # its evaluation is logged there too
     frames_per_step = preset.batch_size * t.accumulate_grad_batches * t.world_size
     frames = t.global_step * frames_per_step
     curve = [
@@ -170,6 +177,7 @@ def _train_policy(
         "val_action_mae": action_mae,
         "frames_per_step": frames_per_step,
         "curve": curve,
+        "wandb_id": wandb_id,
     }
 
 
@@ -179,12 +187,15 @@ def eval_world(preset: Preset) -> World:
     return world.replace(paraphrases="all") if "paraphrases" in world.options else world
 
 
-def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool = True):
-    """``episodes`` per evaluation seed: the first ones of the same scenes whatever the number."""
-    return functools.partial(_evaluate_policy, preset, checkpoint, episodes, video)
+def evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool = True, log_to: dict | None = None):
+    """``episodes`` per evaluation seed: the first ones of the same scenes whatever the number. ``log_to``: the
+    policy's W&B run, which gets this success and the curve's earlier points (see :func:`log_success`)."""
+    return functools.partial(_evaluate_policy, preset, checkpoint, episodes, video, log_to)
 
 
-def _evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool, folder: Path, resume) -> dict:
+def _evaluate_policy(
+    preset: Preset, checkpoint: str, episodes: int, video: bool, log_to: dict | None, folder: Path, resume
+) -> dict:
     policy = load_policy(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
     result, rolled = evaluate(
         policy.as_agent(), eval_world(preset), episodes=episodes, seeds=preset.eval_seeds, conditions=("policy",),
@@ -193,7 +204,22 @@ def _evaluate_policy(preset: Preset, checkpoint: str, episodes: int, video: bool
     result.checkpoint = checkpoint
     if video:
         result.videos["policy"] = str(write_video(rolled["policy"][:8], folder / "rollouts.gif"))
+    if log_to is not None:
+        log_success(**{**log_to, "points": [*log_to["points"], (log_to["step"], result.conditions["policy"])]})
     return result.to_dict()
+
+
+def log_success(wandb_run: dict, folder: Path, wandb_id: str, points: list, step: int) -> None:
+    """Closed-loop success along the curve and at the end into the policy's own W&B run, resumed by its id: offline,
+    a second file of the same run, which ``wandb sync`` uploads after the first."""
+    import wandb
+
+    run = wandb.init(id=wandb_id, resume="allow", dir=str(folder), **wandb_settings(), **wandb_run)
+    for point_step, condition in points:
+        run.log({"trainer/global_step": point_step, "eval/success": condition.success_rate,
+                 "eval/ci95_low": condition.ci95[0], "eval/ci95_high": condition.ci95[1]})  # fmt: skip
+    run.summary.update({"eval/success": points[-1][1].success_rate, "eval/step": step})
+    run.finish()
 
 
 def evaluate_baselines(preset: Preset):
@@ -208,17 +234,26 @@ def _evaluate_baselines(preset: Preset, folder: Path, resume) -> dict:
     return result.to_dict()
 
 
-def evaluate_run(preset: Preset, trained: dict, episodes: dict, output: dict) -> list[dict]:
+def evaluate_run(preset: Preset, trained: dict, episodes: dict, output: dict, wandb_run: dict) -> list[dict]:
     """A trained policy at every point of its learning curve (stages ``eval-step-<n>``, the last ``eval``, with a
     video), on the same ``episodes`` (the points before the last on the first ``preset.curve_episodes`` of them).
-    Cheap stages: new evaluation settings reuse the trained checkpoints."""
+    Cheap stages: new evaluation settings reuse the trained checkpoints. The last one logs the curve's success into
+    the policy's W&B run (``wandb_run``: its group, job type, config and tags)."""
     points = []
     for point in trained["curve"]:
         last = point is trained["curve"][-1]
         n = episodes["episodes"] if last else min(preset.curve_episodes or episodes["episodes"], episodes["episodes"])
         config = {"checkpoint": point["checkpoint"], "step": point["step"], **episodes, "episodes": n}
-        work = evaluate_policy(preset, point["checkpoint"], n, video=last)
         folder = Path(trained["checkpoint"]).parent
+        log_to = None
+        if last and trained.get("wandb_id"):
+            earlier = [
+                (p["step"], EvalResult.from_dict(r).conditions["policy"]) for p, r in zip(trained["curve"], points)
+            ]
+            run = {k: v for k, v in wandb_run.items() if k != "log_model"}
+            log_to = {"wandb_run": run, "folder": folder, "wandb_id": trained["wandb_id"], "points": earlier,
+                      "step": point["step"]}  # fmt: skip
+        work = evaluate_policy(preset, point["checkpoint"], n, video=last, log_to=log_to)
         name = "eval" if last else f"eval-step-{point['step']}"
         points.append(run_stage(folder, name, config, work, cheap=True, **output))
     return points

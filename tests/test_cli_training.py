@@ -3,6 +3,7 @@ torchrun (one node and two nodes on localhost) and ``fabric run``."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -176,3 +177,21 @@ def test_more_devices_than_exist_is_a_clear_error(tmp_path, env, accelerator):
     result = run(bridge_cmd(*lenet("--trainer.accelerator", accelerator, "--trainer.devices", devices)), tmp_path, env)
     assert result.returncode != 0
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+DEGRADATION = ["run", "degradation", "--only", "ResNet-20", "--epochs", "1", *DDP]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "fabric run"])
+def test_a_recipe_under_a_launcher_runs_one_shard_per_rank(tmp_path, env, launcher):
+    if launcher == "torchrun":
+        cmd = [str(BIN / "torchrun"), "--nproc-per-node", "2", f"--master-port={free_port()}", "-m", "bridge"]
+    else:
+        cmd = [str(BIN / "fabric"), "run", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+               f"--main-port={free_port()}", str(ROOT / "bridge" / "__main__.py")]  # fmt: skip
+    result = run([*cmd, *DEGRADATION], tmp_path, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "runs" / "degradation" / "cpu"
+    # One epoch of the recipe's batches of 32 over half the digits each, recorded once (rank 0) in one W&B run.
+    assert max(logged_metrics(wandb_file(out))["trainer/global_step"]) + 1 == math.ceil(DIGITS_TRAIN / 2 / 32)
+    assert list(json.loads((out / "curves.json").read_text())) == ["ResNet-20"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,35 @@ def test_the_gpu_preset_runs_on_a_cpu_with_smoke(tmp_path):
     evaluated = EvalResult.from_json(policy / "eval" / "result.json")  # the result format `vla eval` writes
     assert evaluated.world == "reach" and evaluated.conditions["policy"].episodes == 2
     assert evaluated.checkpoint.endswith("policy-vit-scratch-seed0/policy.ckpt")
+
+
+def test_a_yaml_preset_sets_any_field_on_top_of_its_base(tmp_path):
+    from recipes.lineage import build_parser, plan
+
+    path = tmp_path / "wide.yaml"
+    path.write_text("base: cpu\nvit_width: 96\ncurve_episodes: 5\nnum_workers: 1\nresnet_widths: [8, 16]\n")
+    parser = build_parser()
+    name, preset, out = plan(parser, parser.parse_args(["--preset", str(path), "--steps", "7"]))
+    assert (name, out.as_posix()) == ("wide", "runs/lineage/wide")
+    assert (preset.vit_width, preset.curve_episodes, preset.num_workers, preset.resnet_widths) == (96, 5, 1, (8, 16))
+    assert (preset.steps, preset.episodes) == (7, PRESETS["cpu"].episodes)  # flags on top, the rest from the base
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("vit_wdth: 96\n", r"does not accept option 'vit_wdth'.*the fields are world, image_size"),
+        ("vit_width: wide\n", r"preset.vit_width.*Expected a <class 'int'>"),
+        ("base: huge\n", r"base 'huge' is not a preset; choose babyai, cpu, gpu, tiny"),
+        ("- steps\n", r"holds a list, not a mapping"),
+    ],
+)
+def test_a_bad_yaml_preset_is_refused_naming_the_field(tmp_path, capsys, text, says):
+    from recipes.lineage import build_parser, plan
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        plan(parser, parser.parse_args(["--preset", str(path)]))
+    assert re.search(says, capsys.readouterr().err, re.S)

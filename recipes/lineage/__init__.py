@@ -33,7 +33,7 @@ from bridge.vla.worlds import get_world
 from recipes import kit
 from recipes.lineage import stages
 from recipes.lineage.pool import stage_pool
-from recipes.lineage.presets import PRESETS, SMOKE, Preset, arms, cached_timm_weights
+from recipes.lineage.presets import PRESETS, SMOKE, Preset, arms, cached_timm_weights, load_preset
 from recipes.lineage.report import check_readme
 from recipes.live_view import LiveView
 from recipes.resumable import claim_folder
@@ -42,17 +42,17 @@ from recipes.resumable import claim_folder
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = kit.parse(parser, argv)
-    preset, out = plan(parser, args)
+    name, preset, out = plan(parser, args)
     claim_folder(out, "lineage")
     trainer, trainer_config = {**preset.trainer, **args.trainer}, {**preset.trainer, **args.trainer_config}
     # Training runs side by side in single-threaded processes where the preset says so, unless the Trainer spans
     # processes itself (DDP: every rank must run every stage, in step).
     processes = preset.parallel if single_process(trainer_config) else 1
-    live = LiveView(out, f"lineage, preset {args.preset}", enabled=not args.verbose and kit.is_global_zero())
+    live = LiveView(out, f"lineage, preset {name}", enabled=not args.verbose and kit.is_global_zero())
     with FolderLock(out, "lineage"):  # a second run on the same --out is refused, not run twice
         with stage_pool(processes) as pool, live:
             run = stages.Lineage(
-                args.preset, preset, out, list(range(args.seed, args.seed + preset.seeds)),
+                name, preset, out, list(range(args.seed, args.seed + preset.seeds)),
                 arms(preset, args.vit_weights, args.timm_weights or cached_timm_weights(preset.timm)),
                 trainer, trainer_config, pool, processes, args.readme and Path(args.readme),
                 verbose=args.verbose, live=live.enabled, log_artifacts=args.log_artifacts,
@@ -73,7 +73,10 @@ def build_parser() -> ArgumentParser:
         __doc__,
         epilog="Trainer settings pass through to every stage: --trainer.devices 2 --trainer.strategy ddp",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument(
+        "--preset", default="tiny", help=f"{', '.join(sorted(PRESETS))}, or a YAML file of any Preset fields on top "
+        "of a base preset (base: tiny, vit_width: 96, ...)"
+    )  # fmt: skip
     parser.add_argument(
         "--world", help="where the policies act (the preset's: reach), e.g. babyai:GoToRedBall: then every encoder "
         "starts from scratch, beside BabyAI's FiLM-CNN"
@@ -118,8 +121,13 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
-    """The preset with the command line's settings on top, and the run's folder; bad settings end in parser.error."""
+def plan(parser: ArgumentParser, args: Namespace) -> tuple[str, Preset, Path]:
+    """The preset's name, the preset with the command line's settings on top, and the run's folder; bad settings end
+    in parser.error."""
+    try:
+        name, base = load_preset(args.preset)
+    except BridgeError as err:
+        parser.error(str(err))
     if args.image_size is not None and (args.image_size < 16 or args.image_size % 8):
         parser.error(
             f"--image-size must be a multiple of 8 and at least 16 (the ViT cuts 8x8 patches), got {args.image_size}"
@@ -132,7 +140,7 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
             check_readme(Path(args.readme))
         except BridgeError as err:
             parser.error(str(err))
-    preset = replace(PRESETS[args.preset], **SMOKE) if args.smoke else PRESETS[args.preset]
+    preset = replace(base, **SMOKE) if args.smoke else base
     overrides = {
         "steps": args.steps, "episodes": args.episodes, "pretrain_epochs": args.pretrain_epochs,
         "shapes": tuple(args.shapes) if args.shapes else None, "eval_episodes": args.eval_episodes,
@@ -152,9 +160,9 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[Preset, Path]:
     unknown = [label for label in preset.arms if label not in known]
     if unknown:
         parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
-    suffix = "" if args.world in (None, PRESETS[args.preset].world) else "-" + args.world.replace(":", "-").lower()
+    suffix = "" if args.world in (None, base.world) else "-" + args.world.replace(":", "-").lower()
     suffix += "-smoke" if args.smoke else ""  # never in the folder of the preset's real run
-    return preset, Path(args.out or f"runs/lineage/{args.preset}{suffix}")
+    return name, preset, Path(args.out or f"runs/lineage/{name}{suffix}")
 
 
 def single_process(trainer: dict) -> bool:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+import yaml
+from jsonargparse import ArgumentError, ArgumentParser
+
+from bridge.errors import ConfigError
 from bridge.vla.worlds import World, get_world
 
 # The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
@@ -174,3 +179,31 @@ def cached_timm_weights(name: str) -> str | None:
         if isinstance(path, str):
             return path
     return None
+
+
+def load_preset(name_or_file: str) -> tuple[str, Preset]:
+    """``--preset``: a preset's name, or a YAML file of Preset fields on top of a ``base`` preset (tiny by default),
+    every field typed and checked by jsonargparse from the dataclass. Returns the run's name and the preset."""
+    if name_or_file in PRESETS:
+        return name_or_file, PRESETS[name_or_file]
+    path = Path(name_or_file)
+    usage = f"choose {', '.join(sorted(PRESETS))}, or a YAML file of Preset fields, e.g. base: tiny and vit_width: 96"
+    if not path.is_file():
+        raise ConfigError(f"--preset {name_or_file}: no preset of that name and no such file; {usage}")
+    try:
+        given = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"--preset {path}: not readable YAML ({type(err).__name__}); {usage}") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"--preset {path}: holds a {type(given).__name__}, not a mapping of fields; {usage}")
+    base = given.pop("base", "tiny")
+    if base not in PRESETS:
+        raise ConfigError(f"--preset {path}: base {base!r} is not a preset; choose {', '.join(sorted(PRESETS))}")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(Preset, "preset")
+    try:
+        parsed = parser.parse_object({"preset": {**asdict(PRESETS[base]), **given}}).preset
+    except ArgumentError as err:
+        known = ", ".join(f.name for f in fields(Preset))
+        raise ConfigError(f"--preset {path}: {' '.join(str(err).split())}; the fields are {known}") from None
+    return path.stem, Preset(**vars(parsed))

@@ -313,13 +313,15 @@ def check_recipe(argv: list[str], mp: pytest.MonkeyPatch) -> None:
 
 
 def check_lineage_arms(args) -> None:
-    """The labels of ``--arms`` name policies of the preset, world and timm model given."""
-    from recipes.lineage.presets import PRESETS, arms
+    """``--preset`` names a preset or a preset file, and the labels of ``--arms`` name policies of the preset, world
+    and timm model given."""
+    from recipes.lineage.presets import arms, load_preset
 
+    _, preset = load_preset(args.preset)
     if not args.arms:
         return
     given = {"timm": args.timm, "world": args.world, "pretrain_vit": args.vit_pretraining}
-    preset = replace(PRESETS[args.preset], arms=(), **{k: v for k, v in given.items() if v is not None})
+    preset = replace(preset, arms=(), **{k: v for k, v in given.items() if v is not None})
     known = [arm.label for arm in arms(preset, args.vit_weights, None)]
     assert set(args.arms) <= set(known), f"--arms {args.arms}: the policies here are {known}"
 

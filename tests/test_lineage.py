@@ -160,7 +160,7 @@ def test_a_seed_repeats_exactly_and_another_seed_differs(run, tmp_path):
     torch.set_num_threads(1)  # as the pipeline ran it (one thread per run): sums in another order round otherwise
     try:
         arm = Arm("ResNet scratch", *RESNET, "scratch")
-        work = train_policy(arm, preset, 1, out / "demos", None, "test", {"logger": False})
+        work = train_policy(arm, preset, 1, out / "demos", None, {"group": "test"}, {"logger": False})
         again = work(tmp_path, None)
     finally:
         torch.set_num_threads(threads)

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from bridge.analysis.tables import markdown_table
 from bridge.argtypes import non_negative_int, positive_float, positive_int
-from bridge.errors import ConfigError, UnknownNameError
+from bridge.errors import UnknownNameError
+from bridge.runs import check_folder_path
 
 
 def register(commands) -> None:
@@ -83,10 +84,8 @@ def depth_type(text: str) -> int | str:
 
 def out_folder(out: str) -> Path:
     """An ``--out`` folder, checked before any work: missing (it is created) or a folder, never a file."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path} exists and is not a folder; choose another --out (a folder, created if missing)")
-    return path
+    check_folder_path(out, "--out (a folder, created if missing)")
+    return Path(out)
 
 
 def zoo_list(args: argparse.Namespace) -> None:

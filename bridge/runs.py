@@ -49,27 +49,41 @@ def is_empty(path: Path) -> bool:
     return not any(p.name not in (MARK_FILE, LOCK_FILE) for p in path.iterdir())
 
 
-def check_writable(path: str | os.PathLike, kind: str, overwrite: bool = False, flag: str = "--overwrite") -> None:
+def check_folder_path(path: str | os.PathLike, option: str = "output folder") -> None:
+    """Raise when ``path`` or a folder above it is a file: no folder can be made there. ``option`` is what the
+    message asks the user to choose again (e.g. ``--out``)."""
+    path = Path(path)
+    for place in (path, *path.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == path else f"is under {place}, which is a file"
+                raise ConfigError(f"{path} {where}, not a folder; choose another {option}")
+            return
+
+
+def check_writable(
+    path: str | os.PathLike, kind: str, overwrite: bool = False, flag: str | None = "--overwrite", option: str = "--out"
+) -> None:
     """Raise unless a ``kind`` may be written at ``path``: it is absent, empty, or (with ``overwrite``) a ``kind``.
 
+    ``flag`` is the command's option that sets ``overwrite``, named in the messages; None for a command that
+    replaces its own kind of folder without being asked (it has no such option); ``option`` is the path's own.
     Call it before any work starts, so minutes of work are never thrown away at the end.
     """
     path = Path(path)
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise ConfigError(f"{path} is a file, not a folder; choose another output folder")
-    if is_empty(path):
+    check_folder_path(path, option)
+    if not path.exists() or is_empty(path):
         return
     found = folder_kind(path)
     if found != kind:
         what = f"bridge's {found} output" if found else "files bridge did not write"
         raise ConfigError(
-            f"{path} already holds {what}; refusing to replace it with a {kind} folder. Choose another output folder"
-            + (" (--overwrite only ever replaces a folder of the same kind)" if overwrite else "")
+            f"{path} already holds {what}; refusing to replace it with bridge's {kind} output. Choose another {option}"
+            + (f" ({flag} only ever replaces a folder of the same kind)" if overwrite and flag else "")
         )
     if not overwrite:
-        raise ConfigError(f"{path} already holds a {kind} folder; choose another output folder or pass {flag}")
+        fix = f" or pass {flag}" if flag else ""
+        raise ConfigError(f"{path} already holds a {kind} folder; choose another {option}{fix}")
 
 
 def replace_folder(tmp: Path, path: Path, kind: str) -> Path:
@@ -79,7 +93,7 @@ def replace_folder(tmp: Path, path: Path, kind: str) -> Path:
     """
     mark_folder(tmp, kind)
     if path.exists():
-        check_writable(path, kind, overwrite=True)
+        check_writable(path, kind, overwrite=True, flag=None)
         old = path.with_name(f".{path.name}.{os.getpid()}.old")
         os.replace(path, old)
         os.replace(tmp, path)

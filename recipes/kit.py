@@ -14,8 +14,8 @@ from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from bridge.errors import ConfigError
 from bridge.lit.trainer import build_trainer
+from bridge.runs import check_folder_path
 from bridge.tracking import wandb_settings
 
 # Set by the recipe for each stage (see bridge.lit.trainer.run_settings), so not on the command line.
@@ -75,10 +75,8 @@ def finish(trainer: L.Trainer) -> None:
 
 def out_folder(path: str | Path) -> Path:
     """``--out`` as a folder, refused up front (before any training) when it names a file."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path} is a file, not a folder; choose another --out")
-    return path
+    check_folder_path(path, "--out")
+    return Path(path)
 
 
 def is_global_zero() -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError
-from bridge.runs import folder_kind, is_empty, mark_folder
+from bridge.runs import check_folder_path, folder_kind, is_empty, mark_folder
 from recipes.kit import is_global_zero
 
 RESULT, CONFIG, LOG = "result.json", "stage.json", "log.txt"
@@ -141,8 +141,7 @@ def intact(result: dict) -> bool:
 
 def claim_folder(out: Path, kind: str) -> None:
     """Make ``out`` a ``kind`` pipeline's folder, or refuse: it must be new, empty, or already one."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; choose a folder")
+    check_folder_path(out, "--out")
     if out.is_dir() and folder_kind(out) != kind and not is_empty(out):
         what = f"bridge's {folder_kind(out)} output" if folder_kind(out) else "files bridge did not write"
         raise ConfigError(f"--out {out} already holds {what}; choose another --out for the {kind} pipeline")

@@ -22,6 +22,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from bridge.cli import main
 from bridge.errors import BridgeError
+from bridge.runs import mark_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -53,12 +54,16 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "lenet": d / "lenet/checkpoints/last.ckpt", "vla": d / "vla/checkpoints/last.ckpt", "demos": d / "demos",
         "empty": d / "empty.ckpt", "truncated": d / "truncated.ckpt", "pickle": d / "pickle.ckpt",
         "text": d / "notes.ckpt", "pickled_safetensors": d / "weights.safetensors", "nan": d / "nan.ckpt",
-        "images": d / "images", "hf": d / "hf",
+        "images": d / "images", "hf": d / "hf", "planted": d / "planted", "exported": d / "exported",
     }  # fmt: skip
     paths["empty"].write_bytes(b"")
     data = paths["lenet"].read_bytes()
     paths["truncated"].write_bytes(data[: len(data) // 2])
     torch.save({"state_dict": {}, "hook": argparse.Namespace(x=1)}, paths["pickle"])  # an object: not weights
+    (paths["planted"] / "checkpoints").mkdir(parents=True)  # a run folder whose last.ckpt was replaced by a pickle
+    mark_folder(paths["planted"], "run")
+    (paths["planted"] / "checkpoints" / "last.ckpt").write_bytes(paths["pickle"].read_bytes())
+    main(["vla", "export", "--ckpt", str(paths["vla"]), "--out", str(paths["exported"])])
     paths["text"].write_text("not a checkpoint\n")
     torch.save({"weight": torch.zeros(2)}, paths["pickled_safetensors"])
     checkpoint = torch.load(paths["vla"], weights_only=True)
@@ -226,6 +231,27 @@ BAD = {
     "eval-out-is-a-file": ("vla eval --ckpt {vla} --out afile --no-wandb", r"afile.*not a folder.*--out"),
     "export-ckpt-pickled": ("vla export --ckpt {pickle} --out runs/policy", r"refusing"),
     "export-classifier-ckpt": ("vla export --ckpt {lenet} --out runs/policy", r"ImageClassifier checkpoint of lenet5"),
+    # a command writes only into a folder it made, or one it marked as its own kind
+    "eval-out-a-folder-of-the-users": (
+        "vla eval --ckpt {vla} --out runs/other --no-wandb",
+        r"runs/other.*files bridge did not write.*another",
+    ),
+    "compare-out-a-file-of-the-users": (
+        "vla compare --arm A a.json --arm B b.json --out afile",
+        r"afile.*not a comparison.*another --out",
+    ),
+    "fit-name-a-folder-of-the-users": (f"fit {LENET} --name other", r"runs/other.*did not write.*--name"),
+    "fit-root-dir-a-folder-of-the-users": (
+        f"fit {LENET} --trainer.default_root_dir runs/other",
+        r"runs/other.*did not write.*default_root_dir",
+    ),
+    "fit-resume-a-planted-pickle": (
+        f"fit {LENET} --trainer.default_root_dir {{planted}} --ckpt_path last",
+        r"last.ckpt.*(refus|not)",
+    ),
+    "export-onto-an-earlier-export": ("vla export --ckpt {vla} --out {exported}", r"--overwrite"),
+    "collect-out-under-a-file": ("vla collect --episodes 2 --out afile/demos", r"under afile, which is a file.*--out"),
+    "eval-out-under-a-file": ("vla eval --ckpt {vla} --out afile/eval --no-wandb", r"under afile.*--out"),
     # recipes
     "run-unknown-recipe": ("run lineages", r"lineage"),
     "run-degradation-epochs-zero": ("run degradation --epochs 0", r"PositiveInt"),
@@ -445,3 +471,18 @@ def test_predictions_are_one_row_per_image(inputs, workdir, capsys):
     assert code == 0, text[-3000:]
     rows = (workdir / "runs/p/predictions.csv").read_text().splitlines()
     assert rows[0] == "index,prediction,confidence" and len(rows) == 11
+
+
+def test_export_replaces_only_its_own_folder_and_eval_reruns_into_its_own(inputs, workdir, capsys):
+    argv = ["vla", "export", "--ckpt", inputs["vla"], "--out", "runs/policy"]
+    assert run_cli(argv, capsys)[0] == 0
+    (workdir / "runs/policy/config.json").write_text("{}")  # to tell the new export from the old one
+    code, text = run_cli([*argv, "--overwrite"], capsys)
+    assert code == 0, text[-2000:]
+    assert "dim" in (workdir / "runs/policy/config.json").read_text()
+    assert not list((workdir / "runs").glob(".policy*")), "a temporary folder was left behind"
+    evaluation = ["vla", "eval", "--ckpt", "runs/policy", "--episodes", "2", "--record", "0", "--no-wandb"]
+    for _ in range(2):  # the second run replaces the first's results: the folder is an evaluation's
+        code, text = run_cli([*evaluation, "--out", "runs/eval"], capsys)
+        assert code == 0, text[-2000:]
+    assert (workdir / "runs/eval/results.json").is_file()

@@ -19,7 +19,7 @@ from bridge.errors import ConfigError
 from bridge.lit.callbacks import PredictionWriter, ResumeHint
 from bridge.lit.checkpoints import LIGHTNING_NAMES, check_checkpoint
 from bridge.lit.trainer import CHECKPOINT_EVERY_N_STEPS, run_settings
-from bridge.runs import FolderLock, is_launching_process, mark_folder
+from bridge.runs import FolderLock, check_folder_path, folder_kind, is_empty, is_launching_process, mark_folder
 
 RUN = "run"  # the kind bridge marks a training run's folder with (bridge.runs)
 JOB_TYPES = {"fit": "train", "validate": "eval", "test": "eval", "predict": "predict"}  # W&B's job_type
@@ -83,6 +83,7 @@ class BridgeCLI(LightningCLI):
         root = Path(self.trainer.default_root_dir)
         if not is_launching_process():
             return
+        self._check_run_folder(root)
         ckpt_path = self.config_init[str(self.subcommand)].get("ckpt_path")
         checkpoints = sorted(p.name for p in (root / "checkpoints").glob("*.ckpt"))
         if ckpt_path is None and checkpoints:
@@ -90,9 +91,39 @@ class BridgeCLI(LightningCLI):
                 f"{root} already holds a run ({', '.join(checkpoints)}); resume it with --ckpt_path last, start a "
                 "new run with --name <another name>, or delete the folder"
             )
+        if ckpt_path == "last" and (root / "checkpoints" / "last.ckpt").is_file():
+            self._check_resumed(root / "checkpoints" / "last.ckpt")
         self.run_lock = FolderLock(root, RUN)
         self.run_lock.__enter__()  # released in after_fit, or by the kernel when the process ends
         mark_folder(root, RUN)
+
+    def _before_evaluation(self) -> None:
+        """validate, test and predict write into the run folder too (config.yaml, W&B, predictions.csv)."""
+        root = Path(self.trainer.default_root_dir)
+        if is_launching_process():
+            self._check_run_folder(root)
+            mark_folder(root, RUN)
+
+    before_validate = before_test = before_predict = _before_evaluation
+
+    def _check_run_folder(self, root: Path) -> None:
+        """A run writes only into a folder that is new, empty or a run's: never over files of the user's."""
+        check_folder_path(root, "--name or --trainer.default_root_dir")
+        if root.is_dir() and not is_empty(root) and folder_kind(root) != RUN:
+            found = folder_kind(root)
+            held = f"bridge's {found} output" if found else "files bridge did not write"
+            names = sorted(p.name for p in root.iterdir())
+            raise ConfigError(
+                f"{root} holds {held} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); refusing to "
+                "write a run into it. Give the run a folder of its own: --name <another name> or "
+                "--trainer.default_root_dir <a new folder>"
+            )
+
+    def _check_resumed(self, path: Path) -> None:
+        """``--ckpt_path last`` read safely and checked, as a path given is, before Lightning loads it."""
+        model = self.config[str(self.subcommand)].get("model")
+        if model and model.get("class_path"):
+            check_checkpoint(path, model.class_path, (model.get("init_args") or {}).get("model"))
 
     def after_fit(self) -> None:
         if getattr(self, "run_lock", None) is not None:

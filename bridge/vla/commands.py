@@ -19,6 +19,8 @@ from bridge.errors import ConfigError
 from bridge.vla.evaluation.closed_loop import CONDITIONS
 from bridge.vla.evaluation.result import EvalResult
 
+POLICY, EVALUATION = "policy", "evaluation"  # the kinds bridge marks an exported policy's and a results folder with
+
 
 def register(subparsers) -> None:
     """Add the ``vla`` commands to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
@@ -40,6 +42,7 @@ def register(subparsers) -> None:
     p = commands.add_parser("export", help="a VLA checkpoint as a folder that Policy.from_pretrained loads")
     p.add_argument("--ckpt", required=True, help="a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)")
     p.add_argument("--out", required=True, help="the folder (config.json, model.safetensors, tokenizer files)")
+    p.add_argument("--overwrite", action="store_true", help="replace a policy folder exported before at --out")
     p.set_defaults(func=export)
 
     p = commands.add_parser("worlds", help="the registered worlds (with BRIDGE_PLUGINS' too)")
@@ -143,6 +146,8 @@ def compare(args: argparse.Namespace) -> dict:
 
     from bridge.vla.evaluation.arms import compare_arms
 
+    if args.out:
+        _check_comparison_out(Path(args.out))  # before the results are read
     arms = {}
     for name, *files in args.arm:
         if not files or name in arms:
@@ -173,14 +178,39 @@ def compare(args: argparse.Namespace) -> dict:
     return summary
 
 
+COMPARISON_KEYS = {"condition", "arms", "comparisons"}  # what `vla compare --out` writes
+
+
+def _check_comparison_out(path: Path) -> None:
+    """``--out`` is new or a comparison written before: never a file of the user's (a YAML, say) turned to JSON."""
+    from bridge.runs import check_folder_path
+
+    check_folder_path(path.parent, "--out")
+    if not path.exists():
+        return
+    try:
+        ours = not path.is_dir() and COMPARISON_KEYS <= set(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise ConfigError(
+            f"--out {path} already exists and is not a comparison `vla compare` wrote; refusing to replace it. "
+            "Choose another --out (a new .json file)"
+        )
+
+
 def export(args: argparse.Namespace) -> Path:
-    from bridge.runs import check_writable, mark_folder
+    import os
+
+    from bridge.runs import check_writable, replace_folder
     from bridge.vla.policy.loading import load_policy
 
     out = Path(args.out)
-    check_writable(out, "policy")
-    load_policy(_existing(args.ckpt)).save_pretrained(out)
-    mark_folder(out, "policy")
+    check_writable(out, POLICY, args.overwrite)
+    policy = load_policy(_existing(args.ckpt))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # a whole folder or the old one, never half of either
+    policy.save_pretrained(tmp)
+    replace_folder(tmp, out, POLICY)
     print(f"{args.ckpt} -> {out}")
     return out
 
@@ -204,6 +234,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     """Evaluate, print a table, write results.json and videos under --out, log to W&B; return the result."""
     from rich.console import Console
 
+    from bridge.runs import check_writable, mark_folder
     from bridge.tracking import wandb_settings
     from bridge.vla.evaluation.closed_loop import evaluate
     from bridge.vla.evaluation.video import write_video
@@ -213,16 +244,16 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
 
     ckpt = _existing(args.ckpt)
     tracking = wandb_settings() if args.wandb else None  # WANDB_MODE=online without a key: said before the work
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # before minutes of evaluation
-        raise ConfigError(f"{args.out} exists and is not a folder; choose another --out (a folder, created if missing)")
+    suffix = f"_temperature{args.temperature:g}" if args.temperature else ""  # beside the argmax results, not over
+    out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / f"{ckpt.stem}{suffix}"
+    # Before minutes of evaluation: a folder of the user's is never written into; an earlier evaluation's is.
+    check_writable(out, EVALUATION, overwrite=True, flag=None)
     policy = load_policy(ckpt)
     c = policy.config
     options = c.world_options if args.world in (None, c.world) else {}
     world = get_world(args.world or c.world, **{**options, **parse_options(args.world_options)})
     if "paraphrases" in world.options:
         world = world.replace(paraphrases=args.paraphrases)
-    suffix = f"_temperature{args.temperature:g}" if args.temperature else ""  # beside the argmax results, not over
-    out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / f"{ckpt.stem}{suffix}"
     record = args.record if args.video != "none" else 0
     result, episodes = evaluate(
         policy.as_agent(args.temperature), world, episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
@@ -234,7 +265,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     unknown = sorted({w for ep in next(iter(episodes.values())) for w in unknown_words(policy.text.tokenizer, ep.task)})
     if unknown:
         console.print(f"words the tokenizer never saw (read as its unknown token): {', '.join(unknown)}")
-    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, EVALUATION)
     for name, eps in episodes.items() if record else ():
         result.videos[name] = str(write_video(eps[:record], out / f"{name}.{args.video}"))
     result.to_json(out / "results.json")

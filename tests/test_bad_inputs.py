@@ -211,6 +211,22 @@ BAD = {
         "vla collect --episodes 2 --world-options image_size=0 --out runs/demos",
         r"image_size",
     ),
+    "collect-world-options-a-fraction-of-frames": (
+        "vla collect --world babyai:GoToRedBall --world-options n_obs_steps=2.5 --out runs/demos",
+        r"n_obs_steps=2.5: n_obs_steps takes a whole number",
+    ),
+    "collect-world-options-true-for-a-number": (
+        "vla collect --world babyai:GoToRedBall --world-options n_obs_steps=true --out runs/demos",
+        r"n_obs_steps=true: n_obs_steps takes a whole number",
+    ),
+    "collect-noise-too-high-for-the-expert": (
+        "vla collect --world babyai:GoToRedBall --noise 0.97 --episodes 20 --out runs/demos",
+        r"expert failed \d+ of \d+ episodes.*noise 0.97.*lower --noise",
+    ),
+    "collect-a-level-the-bot-cannot-solve": (
+        "vla collect --world babyai:KeyInBox --episodes 3 --out runs/demos",
+        r"expert failed \d+ of \d+ episodes.*cannot solve.*another level",
+    ),
     "collect-unknown-world": ("vla collect --world nowhere --episodes 2 --out runs/demos", r"reach"),
     "collect-unknown-babyai-level": (
         "vla collect --world babyai:GoToNowhere --episodes 2 --out runs/demos",

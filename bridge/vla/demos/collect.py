@@ -98,8 +98,25 @@ def _successful_episodes(
                 bar.update(len(block))
             next_seed += need
             if failed > episodes:
-                raise RuntimeError(f"the expert failed {failed} episodes; check the world's options {world}")
+                raise ConfigError(
+                    f"the expert failed {failed} of {failed + len(kept)} episodes of {world.name}: "
+                    + _why_the_expert_fails(world, noise)
+                )
     return kept, failed
+
+
+def _why_the_expert_fails(world: World, noise: float | None) -> str:
+    """The likely cause, for an expert that fails more episodes than it finishes: demos of it would be few."""
+    if noise:
+        return (
+            f"at noise {noise:g} its actions are too random to reach the goal; lower --noise, or leave it out for "
+            "the world's default"
+        )
+    options = ", ".join(f"{k}={v}" for k, v in world.options.items())
+    return (
+        f"its expert cannot solve this world as it is set up ({options}); choose another level or world, or other "
+        "--world-options"
+    )
 
 
 def default_workers() -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
 
 import numpy as np
 
@@ -28,6 +29,27 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 Split = Literal["train", "heldout", "all"]
+
+
+KINDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
+def check_option_types(cls: type[World], options: dict[str, Any]) -> None:
+    """Refuse an option of the wrong kind (``n_obs_steps=2.5`` or ``=true``), which the dataclass would keep and
+    record as given. Only plain types are checked; a world's own ``__post_init__`` checks ranges and the rest."""
+    hints = get_type_hints(cls)
+    for key, value in options.items():
+        kind = hints.get(key)
+        if kind not in (int, float, str, bool):
+            continue
+        # bool is an int to Python, not to a user; an int is a fine float.
+        fits = (
+            isinstance(value, bool)
+            if kind is bool
+            else not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else kind)
+        )
+        if not fits:
+            raise ConfigError(f"world option {key}={json.dumps(value)}: {key} takes {KINDS[kind]}")
 
 
 class World(abc.ABC):
@@ -70,6 +92,7 @@ class World(abc.ABC):
         unknown = sorted(set(options) - names)
         if unknown:
             raise ConfigError(f"world {self.name} has no options {unknown}; it takes {sorted(names)}")
+        check_option_types(type(self), options)
         return dataclasses.replace(self, **options)  # every field, a variant too (its name carries it, not options)
 
     # -- specs -------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from bridge.errors import ConfigError, UnknownNameError
 from bridge.plugins import load_plugins
-from bridge.vla.worlds.base import World
+from bridge.vla.worlds.base import World, check_option_types
 
 W = TypeVar("W", bound=type[World])
 
@@ -59,6 +59,7 @@ def get_world(name: str | World, **options: Any) -> World:
         return name.replace(**options) if options else name
     family, _, variant = name.partition(":")
     cls = _find(family)
+    check_option_types(cls, options)
     args = (variant,) if variant else ()
     try:
         return cls(*args, **options)

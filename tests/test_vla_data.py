@@ -134,7 +134,7 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
         save_demos(dataset.select([]), meta, tmp_path / "empty")
     with pytest.raises(ValueError, match="lacks the columns \\['action'\\]"):
         save_demos(dataset.remove_columns(["action"]), meta, tmp_path / "no_action")
-    fix = "collect it again: python -m bridge vla collect --episodes N --out .*{} --overwrite"
+    fix = "collect it again: python -m bridge vla collect (--world reach )?--episodes N --out .*{} --overwrite"
     empty = shutil.copytree(path, tmp_path / "empty")
     data = empty / "data/chunk-000/file-000.parquet"
     pq.write_table(pq.read_table(data).slice(0, 0), data)
@@ -148,6 +148,24 @@ def test_empty_missing_and_corrupted_demo_sets_say_how_to_fix_them(demos, tmp_pa
     (broken / "data/chunk-000/file-000.parquet").write_bytes(b"garbage")
     with pytest.raises(CorruptFileError, match="corrupted"):
         load_demos(broken)
+
+
+def test_the_hint_to_collect_again_collects_the_world_asked_for(demos, tmp_path):
+    import shlex
+
+    from bridge.cli import build_parser
+    from bridge.vla.commands import parse_options
+
+    _, _, path = demos
+    broken = shutil.copytree(path, tmp_path / "broken")
+    (broken / "meta/info.json").write_text("{not json")
+    with pytest.raises(CorruptFileError) as err:
+        load_demos(broken, "babyai:GoToRedBall", {"n_obs_steps": 3, "view": "full"})
+    hint = str(err.value).split("collect it again: python -m bridge ")[1]
+    args = build_parser().parse_args(shlex.split(hint.replace(" N ", " 7 ")))  # run as printed
+    assert (args.world, parse_options(args.world_options)) == ("babyai:GoToRedBall", {"n_obs_steps": 3, "view": "full"})
+    assert args.episodes == 7
+    assert args.overwrite and args.out == str(broken)
 
 
 def edit_info(path, tmp_path, name: str, edit) -> object:
@@ -192,7 +210,7 @@ def test_a_set_without_what_the_policy_trains_on_is_refused_by_name(demos, tmp_p
 
 def test_a_demo_set_of_an_older_format_is_refused_with_the_fix(demos, tmp_path):
     dataset, meta, path = demos
-    fix = "collect it again: python -m bridge vla collect --episodes N --out .*{} --overwrite"
+    fix = "collect it again: python -m bridge vla collect (--world reach )?--episodes N --out .*{} --overwrite"
     # bridge's format 2: a Dataset.save_to_disk folder and meta.json, in a folder bridge marked as demos.
     old = tmp_path / "old"
     dataset.save_to_disk(str(old))

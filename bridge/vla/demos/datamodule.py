@@ -86,7 +86,7 @@ class DemoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        dataset, self.meta = load_demos(self.path)
+        dataset, self.meta = load_demos(self.path, self.hparams.world, self.hparams.world_options)
         self._check_matches(self.meta)
         self._check_fits(self.meta["features"])
         if self.hparams.augment:
@@ -171,7 +171,7 @@ class DemoDataModule(L.LightningDataModule):
 
     def _meta(self) -> dict:
         if self.meta is None:
-            self.meta = load_demos(self.path)[1]
+            self.meta = load_demos(self.path, self.hparams.world, self.hparams.world_options)[1]
         return self.meta
 
     def train_dataloader(self) -> DataLoader:

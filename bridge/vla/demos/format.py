@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -206,14 +207,17 @@ def feature_stats(table: pa.Table, features: dict) -> dict:
     return stats
 
 
-def load_demos(path: str | os.PathLike) -> tuple[Dataset, dict]:
+def load_demos(
+    path: str | os.PathLike, world: str | None = None, world_options: dict | None = None
+) -> tuple[Dataset, dict]:
     """The LeRobot v3 set at ``path`` (bridge's or LeRobot's own), checked, as the columns of :func:`demo_features`
     and its ``meta``: ``fps``, ``num_episodes``, ``num_frames``, ``stats``, ``features`` (info.json's, of the
     columns served) and, for a set bridge wrote, its metadata (``world``, ``world_options``, ``observation``,
     ``action_space``, ``expert``, ...). A set with one camera under another key serves it as ``observation.image``.
+    ``world`` and ``world_options``, those the set should be of, go into the hint for collecting it again.
     """
     path = Path(path)
-    hint = collect_hint(path)
+    hint = collect_hint(path, world, world_options)
     if not path.is_dir():
         raise MissingFileError(f"no demo set at {path}; {hint}")
     if not (path / INFO).exists() and (path / "meta.json").exists():
@@ -329,10 +333,20 @@ def _served_features(features: dict, path: Path, hint: str) -> dict:
     return served
 
 
-def collect_hint(path: Path) -> str:
-    """How to (re)collect the set at ``path``; never --overwrite for a folder bridge did not write."""
-    if folder_kind(path) == DEMOS:
-        return f"collect it again: python -m bridge vla collect --episodes N --out {path} --overwrite"
-    if path.is_dir() and any(path.iterdir()):
+def collect_hint(path: Path, world: str | None = None, world_options: dict | None = None) -> str:
+    """How to (re)collect the set at ``path`` of ``world`` (the default world's when None), as a command that
+    collects that world's demos when run as printed; never --overwrite for a folder bridge did not write."""
+    if path.is_dir() and any(path.iterdir()) and folder_kind(path) != DEMOS:
         return f"{path} holds other files; collect the demos into another folder and point to it"
-    return f"collect it: python -m bridge vla collect --episodes N --out {path}"
+    options = " ".join(
+        shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v)}") for k, v in (world_options or {}).items()
+    )
+    command = (
+        "python -m bridge vla collect"
+        + (f" --world {world}" if world else "")
+        + (f" --world-options {options}" if options else "")
+    )
+    again = folder_kind(path) == DEMOS
+    return (
+        f"collect it{' again' if again else ''}: {command} --episodes N --out {path}{' --overwrite' if again else ''}"
+    )

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev,cloud]'
 	touch $(STAMP)
 
 # LeRobot, a test-time tool only (tests/test_lerobot.py runs it in a subprocess), in a folder of its own: its pins

@@ -8,7 +8,9 @@ tiny settings); the commands that train or roll out are parsed by their own pars
 bridge's argparse parser (and its ``--world-options`` by the world), ``run <recipe>`` by the recipe's parser,
 ``fit|validate|test|predict`` by LightningCLI with ``--print_config``; ``torchrun`` and ``fabric run`` lines by the
 launcher's parser, then their bridge part as above; ``python benchmarks/<script>.py`` by the script's parser;
-``hf``, ``wandb`` and ``make`` lines against their --help or the Makefile."""
+``hf``, ``wandb`` and ``make`` lines against their --help or the Makefile; ``lightning`` lines (docs/cloud.md) by
+lightning-sdk's click commands, their ``--command`` as a bridge command, and ``pip install`` lines' extras against
+pyproject.toml."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import runpy
 import shlex
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -194,6 +197,8 @@ def kind(tokens: tuple[str, ...]) -> str:
         return "benchmark"
     if tokens[0] == "torchrun" or tokens[:2] == ("fabric", "run"):
         return "launcher"
+    if tokens[0] == "lightning" or tokens[:2] == ("pip", "install"):
+        return "cloud"
     return tokens[0] if tokens[0] in ("hf", "wandb", "make", "export") else "unknown"
 
 
@@ -201,6 +206,8 @@ def bridge_part(tokens: tuple[str, ...]) -> list[str] | None:
     """The arguments a command hands to bridge (``python -m bridge ARGS``, or launched by torchrun or fabric)."""
     if kind(tokens) == "bridge":
         return list(tokens[3:])
+    if kind(tokens) == "cloud" and "--command" in tokens:
+        return bridge_part(tuple(shlex.split(tokens[tokens.index("--command") + 1])))
     if kind(tokens) == "launcher":
         for i, token in enumerate(tokens[:-1]):
             if (token, tokens[i + 1]) == ("-m", "bridge"):
@@ -386,6 +393,48 @@ def check_tool(tokens: tuple[str, ...]) -> None:
         assert timm.models.get_pretrained_cfg(model).hf_hub_id == tokens[2], tokens[2]
 
 
+def check_cloud(tokens: tuple[str, ...], mp: pytest.MonkeyPatch) -> None:
+    """A ``lightning`` line parsed by lightning-sdk's own click commands (no callback runs, nothing connects); a
+    ``pip install`` line names an extra pyproject.toml declares."""
+    if tokens[0] == "pip":
+        import tomllib
+
+        extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        for named in re.findall(r"\[([\w,]+)\]", " ".join(tokens)):
+            assert set(named.split(",")) <= set(extras), (
+                f"{label(tokens)}: pyproject.toml's extras are {sorted(extras)}"
+            )
+        return
+    if tokens[1:2] == ("login",):
+        return  # opens a browser: nothing to parse
+    import click
+    from requests.exceptions import ConnectionError as Offline  # requests: lightning-sdk's, which it patches here
+
+    def offline(*args, **kwargs):  # lightning_sdk asks PyPI for a newer version as it is imported; it catches this
+        raise Offline("offline")
+
+    mp.setattr("requests.get", offline)
+    from lightning_sdk.cli.entrypoint import main_cli
+
+    command, ctx, args = main_cli, None, list(tokens[1:])
+    try:
+        while isinstance(command, click.Group):  # down the groups (job, then run), each parsing its own part
+            ctx = command.make_context(command.name or "lightning", args, parent=ctx)
+            with warnings.catch_warnings():  # click 9 will leave every unparsed token in ctx.args
+                warnings.simplefilter("ignore", DeprecationWarning)
+                rest = [*ctx.protected_args, *ctx.args]
+            _, command, args = command.resolve_command(ctx, rest)
+        command.make_context(command.name, args, parent=ctx)
+    except click.UsageError as err:
+        raise AssertionError(f"{label(tokens)}: {err}") from None
+
+
+@pytest.mark.parametrize("tokens", of_kind("cloud"), ids=label)
+def test_cloud_line_parses(tokens, plugins):
+    with at_root(plugins) as mp:
+        check_cloud(tokens, mp)
+
+
 def test_every_command_shown_is_checked():
     unknown = [f"{page}: {label(tokens)}" for page, tokens in SHOWN if kind(tokens) == "unknown"]
     assert not unknown, "commands no test here checks: " + "; ".join(unknown)
@@ -444,6 +493,12 @@ def test_a_wrong_launcher_or_benchmark_line_fails_the_check(plugins):
             launched(("fabric", "run", "--accelerator", "cpux", "bridge/__main__.py", "fit"))
         with pytest.raises(AssertionError, match="unrecognized arguments"):
             check_benchmark(("python", "benchmarks/zoo_throughput.py", "--no-such-option"), mp)
+        with pytest.raises(AssertionError, match="H999"):
+            check_cloud(("lightning", "job", "run", "--machine", "H999", "--command", "python -m bridge fit"), mp)
+        with pytest.raises(AssertionError, match="jbo"):
+            check_cloud(("lightning", "jbo", "run"), mp)
+        with pytest.raises(AssertionError, match="gpus"):
+            check_cloud(("pip", "install", "-e", ".[gpus]"), mp)
     with pytest.raises(AssertionError, match="no target"):
         check_tool(("make", "no-such-target"))
 

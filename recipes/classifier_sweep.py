@@ -74,9 +74,11 @@ def train(run: Run, recipe: Recipe, data: ImageDataModule, out: Path, group: str
         warmup_steps=recipe.warmup_sgd if run.optimizer == "sgd" else recipe.warmup_adamw,
     )  # fmt: skip
     curves = ErrorCurves()
+    config = {"experiment": group, "label": run.label, "model": run.model, "seed": seed, "optimizer": run.optimizer}
+    wandb_run = {"job_type": "train", "config": config, "tags": [f"{k}:{v}" for k, v in config.items()]}
     trainer = kit.trainer(
         out, f"{run.label} seed {seed}", group, given, callbacks=[curves], checkpoint_every_n_steps=None,
-        max_epochs=recipe.epochs, max_steps=recipe.max_steps, log_every_n_steps=10,
+        max_epochs=recipe.epochs, max_steps=recipe.max_steps, log_every_n_steps=10, wandb_run=wandb_run,
     )  # fmt: skip
     start = time.perf_counter()
     trainer.fit(module, data)

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         preset.source, image_size=preset.image_size, batch_size=preset.batch_size, augment=preset.augment,
         num_workers=preset.num_workers,
     )  # fmt: skip
-    results = train_all(runs, recipe, data, out, "degradation", args.trainer, seed_list(args))
+    results = train_all(runs, recipe, data, out, f"degradation-{args.preset}", args.trainer, seed_list(args))
     if not kit.is_global_zero():
         return
     curves = error_curves(results)

@@ -23,6 +23,7 @@ from bridge.analysis.receptive_field import (
     sequential_receptive_field,
 )
 from bridge.analysis.summary import summarize
+from wandb_records import logged_run
 
 
 def test_stacked_3x3_convolutions_see_what_one_bigger_convolution_sees():
@@ -140,7 +141,11 @@ def test_degradation_recipe_end_to_end_on_a_sliver_of_data(tmp_path, env):
     report = (tmp_path / "d" / "cpu" / "degradation.md").read_text()
     assert report.count("\n| ") == 8 and "plain-56 ends with a higher training error" in report
     assert (tmp_path / "d" / "cpu" / "degradation.png").is_file()
-    assert len(list((tmp_path / "d" / "cpu" / "wandb").glob("offline-run-*"))) == 6  # one W&B run per model
+    runs = [logged_run(f) for f in (tmp_path / "d" / "cpu" / "wandb").glob("offline-run-*/run-*.wandb")]
+    assert len(runs) == 6  # one W&B run per model, each saying which model and seed it is
+    assert {(r["config"]["label"], r["config"]["seed"]) for r in runs} == {(label, 0) for label in curves}
+    assert {(r["group"], r["job_type"]) for r in runs} == {("degradation-cpu", "train")}
+    assert all({f"label:{r['config']['label']}", "seed:0"} <= set(r["tags"]) for r in runs)
     assert "ResNet-56 ends at or below ResNet-20" in out
 
 

@@ -74,10 +74,15 @@ def finish(trainer: L.Trainer) -> None:
 
 
 def out_folder(path: str | Path) -> Path:
-    """``--out`` as a folder, refused up front (before any training) when it names a file."""
+    """``--out`` as a folder, refused up front (before any training) when it, or a folder it would be made in,
+    is a file."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file, not a folder; choose another --out")
+    # The nearest part that exists must be a folder: under a file, mkdir fails only once the work is done.
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--out {path}: {existing} is a file, not a folder; choose another --out")
     return path
 
 

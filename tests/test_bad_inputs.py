@@ -55,7 +55,9 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "empty": d / "empty.ckpt", "truncated": d / "truncated.ckpt", "pickle": d / "pickle.ckpt",
         "text": d / "notes.ckpt", "pickled_safetensors": d / "weights.safetensors", "nan": d / "nan.ckpt",
         "images": d / "images", "hf": d / "hf", "planted": d / "planted", "exported": d / "exported",
+        "workers_preset": d / "workers.yaml",
     }  # fmt: skip
+    paths["workers_preset"].write_text("num_workers: -1\n")
     paths["empty"].write_bytes(b"")
     data = paths["lenet"].read_bytes()
     paths["truncated"].write_bytes(data[: len(data) // 2])
@@ -276,6 +278,28 @@ BAD = {
     "run-lineage-steps-zero": ("run lineage --steps 0", r"PositiveInt"),
     "run-lineage-image-size-zero": ("run lineage --image-size 0", r"image.size"),
     "run-lineage-unknown-world": ("run lineage --world nowhere", r"--world: no world named 'nowhere'"),
+    # lineage: flags that would have no effect, names timm lacks, frame sizes a world fixes, --out under a file
+    "run-lineage-image-size-babyai": (
+        "run lineage --world babyai:GoToRedBall --image-size 32",
+        r"--image-size: babyai:GoToRedBall renders its own 56x56 frames.*leave it out",
+    ),
+    "run-lineage-timm-weights-no-timm-arm": (
+        'run lineage --arms "ResNet scratch" --timm-weights {lenet}',
+        r"--timm-weights has no effect.*add 'mobilenetv3_small_100' to --arms",
+    ),
+    "run-lineage-timm-no-timm-arm": (
+        'run lineage --arms "ResNet scratch" --timm resnet18',
+        r"--timm has no effect.*add 'resnet18' to --arms",
+    ),
+    "run-lineage-timm-typo": (
+        'run lineage --arms "ResNet scratch" --timm timm:resnet1',
+        r"no model 'resnet1'.*resnet1",
+    ),
+    "run-lineage-out-under-a-file": ("run lineage --out afile/x", r"afile is a file, not a folder.*--out"),
+    "run-lineage-preset-num-workers": (
+        "run lineage --preset {workers_preset}",
+        r"num_workers must be 0 or more, got -1; set num_workers in the file",
+    ),
     "run-degradation-unknown-label": ("run degradation --epochs 1 --only ResNet-21", r"ResNet-20"),
     "run-degradation-out-is-a-file": (
         "run degradation --epochs 1 --only ResNet-20 --out afile",

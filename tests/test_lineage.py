@@ -242,6 +242,67 @@ def test_another_world_brings_its_own_arms_and_head():
     assert (reach["head"], reach["image_size"], reach["world_options"]["image_size"]) == ("continuous", 64, 64)
 
 
+def test_the_timm_arm_is_timms_model_even_where_bridge_has_one_of_that_name():
+    from recipes.lineage.presets import PRESETS, arms
+
+    (arm,) = arms(replace(PRESETS["tiny"], timm="resnet18", arms=("resnet18",)), None, None)
+    assert (arm.label, arm.encoder) == ("resnet18", "timm:resnet18")  # not bridge's own resnet18
+
+
+def stage_folder(tmp_path: Path, planted=None) -> tuple[Path, list]:
+    """A finished stage ``s`` under ``tmp_path`` with a ``checkpoints/last.ckpt`` (``planted`` if given), and the
+    list of the ``resume`` values its work is called with from now on."""
+    from recipes.resumable import run_stage
+
+    calls = []
+    run_stage(tmp_path, "s", {"a": 1}, lambda folder, resume: {"value": 1}, announce=False)
+    (tmp_path / "s" / "checkpoints").mkdir()
+    torch.save({"state_dict": {}} if planted is None else planted, tmp_path / "s" / "checkpoints" / "last.ckpt")
+    return tmp_path / "s", calls
+
+
+def work(calls):
+    return lambda folder, resume: calls.append(resume) or {"value": 1}
+
+
+def test_a_damaged_stage_json_is_refused_not_resumed_under_another_configuration(tmp_path):
+    from bridge.errors import CorruptFileError
+    from recipes.resumable import run_stage
+
+    folder, calls = stage_folder(tmp_path)
+    (folder / "stage.json").write_text('{"a": ')  # truncated
+    with pytest.raises(CorruptFileError, match=r"stage.json is damaged.*delete the folder .*s to run stage 's' again"):
+        run_stage(tmp_path, "s", {"a": 2}, work(calls), announce=False)
+    assert calls == []
+    run_stage(tmp_path, "s", {"a": 2}, work(calls), cheap=True, announce=False)  # an evaluation just runs again
+    assert calls == [str(folder / "checkpoints" / "last.ckpt")]
+
+
+def test_a_planted_pickle_as_last_ckpt_is_refused_naming_the_file(tmp_path):
+    import argparse
+
+    from bridge.errors import CorruptFileError
+    from recipes.resumable import run_stage
+
+    folder, calls = stage_folder(tmp_path, planted=argparse.Namespace(x=1))
+    (folder / "result.json").unlink()  # as if interrupted: the stage would resume from last.ckpt
+    last = folder / "checkpoints" / "last.ckpt"
+    with pytest.raises(CorruptFileError, match=rf"cannot resume: refusing to load {re.escape(str(last))}.*delete"):
+        run_stage(tmp_path, "s", {"a": 1}, work(calls), announce=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize("stored", ["{}", "[]", '{"other": 1}'])
+def test_a_stored_result_without_what_is_read_of_it_runs_its_stage_again(tmp_path, stored, capsys):
+    from recipes.resumable import run_stage
+
+    folder, calls = stage_folder(tmp_path)
+    (folder / "result.json").write_text(stored)
+    assert run_stage(tmp_path, "s", {"a": 1}, work(calls), keys=("value",), announce=False) == {"value": 1}
+    assert len(calls) == 1 and "running its stage again" in (folder / "log.txt").read_text()
+    assert json.loads((folder / "result.json").read_text()) == {"value": 1}
+
+
 def test_the_pipeline_in_another_world(tmp_path, env):
     from recipes.lineage.presets import FILM_CNN
 

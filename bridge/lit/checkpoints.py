@@ -30,9 +30,12 @@ def describe(held: tuple[str, str]) -> str:
     return f"a VLAPolicy checkpoint ({of})" if kind == "VLAPolicy" else f"an ImageClassifier checkpoint of {of}"
 
 
-def check_checkpoint(ckpt_path: str | Path, class_path: str, model: str | None = None) -> tuple[str, str] | None:
+def check_checkpoint(
+    ckpt_path: str | Path, class_path: str | None = None, model: str | None = None
+) -> tuple[str, str] | None:
     """Read ``ckpt_path`` safely and refuse it unless it holds the LightningModule ``class_path`` asks for (and,
-    for a classifier, the ``model`` asked for). Returns what it holds (see :func:`held_by`)."""
+    for a classifier, the ``model`` asked for); without ``class_path``, only that it loads safely with finite
+    weights. Returns what it holds (see :func:`held_by`)."""
     path = Path(ckpt_path)
     if not path.exists():
         raise MissingFileError(
@@ -42,7 +45,7 @@ def check_checkpoint(ckpt_path: str | Path, class_path: str, model: str | None =
     checkpoint = load_file(path)  # a missing, empty, truncated or unsafe file is refused here, by name
     check_finite(checkpoint.get("state_dict") or {}, path)  # a diverged run's weights only ever output NaN
     held = held_by(checkpoint)
-    asked = class_path.rsplit(".", 1)[-1]
+    asked = (class_path or "").rsplit(".", 1)[-1]
     if held is None or asked not in ("VLAPolicy", "ImageClassifier"):
         return held  # a module of the user's own: Lightning checks what it can
     config = path.parent.parent / "config.yaml"  # runs/<name>/checkpoints/x.ckpt -> runs/<name>/config.yaml

@@ -61,17 +61,25 @@ def _first_conv_in_chans(model: nn.Module) -> int:
     return conv.in_channels if conv is not None else 3
 
 
+def check_timm_name(name: str) -> None:
+    """Refuse a name timm has no model of (``resnet18`` or ``resnet18.a1_in1k``), with the close names."""
+    import timm
+
+    models = timm.list_models()
+    if name not in models and name.split(".")[0] not in models:
+        close = difflib.get_close_matches(name, models, n=5)
+        raise UnknownNameError(
+            f"timm has no model {name!r}; "
+            + (f"did you mean {', '.join(close)}?" if close else "see timm.list_models()")
+        )
+
+
 def create_timm_model(name: str, pretrained: bool = False, pretrained_file: str | None = None, **kwargs) -> TimmModel:
     """``timm.create_model`` with weights from, in order: ``pretrained_file``, the local Hugging Face
     cache (also with ``HF_HUB_OFFLINE=1``), the hub when online. Nothing is fetched unless ``pretrained``."""
     import timm
 
-    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=5)
-        raise UnknownNameError(
-            f"timm has no model {name!r}; "
-            + (f"did you mean {', '.join(close)}?" if close else "see timm.list_models()")
-        )
+    check_timm_name(name)
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
             raise MissingFileError(f"pretrained_file {pretrained_file} does not exist; check the path")

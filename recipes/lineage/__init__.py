@@ -28,6 +28,7 @@ from jsonargparse import ArgumentParser, Namespace
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from bridge.errors import BridgeError
+from bridge.models.timm_adapter import check_timm_name
 from bridge.runs import FolderLock
 from bridge.vla.worlds import get_world
 from recipes import kit
@@ -153,16 +154,38 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[str, Preset, Path]:
         overrides["arms"] = ()  # the preset's arms are its world's; another world compares all of its own
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     try:
-        get_world(preset.world)
+        world = get_world(preset.world)
     except BridgeError as err:
         parser.error(f"--world: {err}")
+    if args.image_size is not None and "image_size" not in world.options:
+        side = world.observation.image_size
+        parser.error(
+            f"--image-size: {preset.world} renders its own {side}x{side} frames and every encoder there starts from "
+            "scratch, so --image-size (Reach's frames and the shapes pretraining images) has no effect; leave it out"
+        )
+    try:
+        check_timm_name(preset.timm.removeprefix("timm:"))
+    except BridgeError as err:
+        parser.error(f"--timm: {err}")
     known = [arm.label for arm in arms(replace(preset, arms=()), args.vit_weights, None)]
     unknown = [label for label in preset.arms if label not in known]
     if unknown:
         parser.error(f"--arms: no policy {', '.join(map(repr, unknown))} here; choose from {', '.join(known)}")
+    timm_arm = preset.timm.removeprefix("timm:")
+    trained = [arm.label for arm in arms(preset, args.vit_weights, None)]
+    for flag, value in (("--timm", args.timm), ("--timm-weights", args.timm_weights)):
+        if value is not None and timm_arm not in trained:
+            fix = (
+                f"add {timm_arm!r} to --arms" if timm_arm in known else f"{preset.world} has no timm arm; leave it out"
+            )
+            parser.error(f"{flag} has no effect: no timm arm is trained here ({', '.join(trained)}); {fix}")
     suffix = "" if args.world in (None, base.world) else "-" + args.world.replace(":", "-").lower()
     suffix += "-smoke" if args.smoke else ""  # never in the folder of the preset's real run
-    return name, preset, Path(args.out or f"runs/lineage/{name}{suffix}")
+    try:
+        out = kit.out_folder(args.out or f"runs/lineage/{name}{suffix}")
+    except BridgeError as err:
+        parser.error(str(err))
+    return name, preset, out
 
 
 def single_process(trainer: dict) -> bool:

@@ -162,7 +162,8 @@ def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> l
     if vit_weights:
         result.append(Arm("ViT-Tiny timm weights", *vit(preset.image_size), "timm weights (resampled)", vit_weights))
     timm_init = "timm weights" if timm_weights else "scratch (no weights on disk)"
-    result.append(Arm(preset.timm.removeprefix("timm:"), preset.timm, {}, timm_init, timm_weights))
+    name = preset.timm.removeprefix("timm:")  # timm's model always: "resnet18" alone is also bridge's own ResNet-18
+    result.append(Arm(name, f"timm:{name}", {}, timm_init, timm_weights))
     return [arm for arm in result if not preset.arms or arm.label in preset.arms]
 
 
@@ -206,4 +207,30 @@ def load_preset(name_or_file: str) -> tuple[str, Preset]:
     except ArgumentError as err:
         known = ", ".join(f.name for f in fields(Preset))
         raise ConfigError(f"--preset {path}: {' '.join(str(err).split())}; the fields are {known}") from None
-    return path.stem, Preset(**vars(parsed))
+    preset = Preset(**vars(parsed))
+    check_ranges(preset, f"--preset {path}")
+    return path.stem, preset
+
+
+# Fields that count something, and the least each may be: checked here, before a DataModule or a Trainer refuses
+# them in the words of a fit config (data.init_args...), which the lineage has not.
+LEAST = {"image_size": 16, "pretrain_epochs": 1, "vit_width": 1, "episodes": 1, "steps": 1, "batch_size": 1,
+         "eval_episodes": 1, "eval_seeds": 1, "curve_episodes": 1, "seeds": 1, "curve_points": 1, "num_workers": 0,
+         "parallel": 1, "shapes": 1, "resnet_widths": 1}  # fmt: skip
+
+
+def check_ranges(preset: Preset, source: str) -> None:
+    """Refuse a preset field below its least value (see LEAST), an image size the ViT cannot cut or a rate <= 0."""
+    for name, least in LEAST.items():
+        value = getattr(preset, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v is not None and v < least for v in values):
+            raise ConfigError(f"{source}: {name} must be {least} or more, got {value}; set {name} in the file")
+    if preset.image_size % 8:
+        raise ConfigError(
+            f"{source}: image_size must be a multiple of 8 (the ViT cuts 8x8 patches), got {preset.image_size}"
+        )
+    if not preset.lr > 0 or preset.bin_sigma < 0:
+        raise ConfigError(
+            f"{source}: lr must be above 0 and bin_sigma 0 or more, got {preset.lr} and {preset.bin_sigma}"
+        )

@@ -15,12 +15,20 @@ from pathlib import Path
 
 from bridge.vla.evaluation.result import ConditionResult, EvalResult
 from recipes import kit
-from recipes.lineage.presets import TRUNK, Arm, Preset, resnet, vit
+from recipes.lineage.presets import TRUNK, Arm, Preset, make_world, resnet, vit
 from recipes.lineage.report import curves_chart, log_report, publish, success_chart
 from recipes.lineage.report import report as report_text
 from recipes.lineage.report_data import comparisons, curve, report_json
+from recipes.lineage.work import (
+    EVAL_RESULT,
+    POLICY_RESULT,
+    PRETRAIN_RESULT,
+    demos,
+    evaluate_baselines,
+    evaluate_run,
+    train_policy,
+)
 from recipes.lineage.work import collect as collect_work
-from recipes.lineage.work import demos, evaluate_baselines, evaluate_run, train_policy
 from recipes.lineage.work import pretrain as pretrain_work
 from recipes.resumable import output_to, run_stage, write_json
 
@@ -63,6 +71,11 @@ class Lineage:
                 "log_model": self.log_artifacts}  # fmt: skip
 
 
+def frame_size(p: Preset) -> int:
+    """The side of the frames the policies see: the world's own where it fixes it (BabyAI), not the preset's."""
+    return make_world(p).observation.image_size
+
+
 def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
     """Pretrain the ResNet (and the ViT when the preset asks for it) on shapes, once per seed, for the arms that
     start from them. Seed s's policies start from seed s's backbone, so pretraining's spread is counted too."""
@@ -77,7 +90,7 @@ def pretrain(run: Lineage) -> dict[tuple[str, int], Future]:
         (stage, seed): run.pool.submit(
             run_stage, run.out, f"{stage}-seed{seed}", {"model": model, "lr": lr, "seed": seed, **shared},
             pretrain_work(model, p, lr, seed, run.wandb_run("pretrain", model=stage, seed=seed), run.trainer),
-            **run.output,
+            keys=PRETRAIN_RESULT, **run.output,
         )
         for seed in run.seeds
         for stage, (model, lr) in backbones.items()
@@ -90,8 +103,8 @@ def collect(run: Lineage) -> Path:
     path = run.out / "demos"
     if kit.is_global_zero():
         p = run.preset
-        config = {"world": p.world, "image_size": p.image_size, "episodes": p.episodes}
-        run_stage(run.out, "collect-demos", config, collect_work(p, path), cheap=True, **run.output)
+        config = {"world": p.world, "image_size": frame_size(p), "episodes": p.episodes}
+        run_stage(run.out, "collect-demos", config, collect_work(p, path), cheap=True, keys=("path",), **run.output)
         demos(p, path).prepare_data()  # at once when the set is there; again if it was deleted since
     return path
 
@@ -100,7 +113,7 @@ def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) ->
     """One policy per arm and seed: the same demonstrations, trunk, head, optimiser and steps; only the encoder
     and its first weights differ. A pretrained arm waits for its seed's backbone."""
     p = run.preset
-    recipe = {"world": p.world, "image_size": p.image_size, "episodes": p.episodes, "steps": p.steps,
+    recipe = {"world": p.world, "image_size": frame_size(p), "episodes": p.episodes, "steps": p.steps,
               "batch_size": p.batch_size, "trunk": {**TRUNK, "head": p.head, "bin_sigma": p.bin_sigma}, "lr": p.lr,
               "curve_points": p.curve_points,
               "trainer": run.trainer_config}  # fmt: skip
@@ -114,7 +127,9 @@ def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) ->
             work = train_policy(
                 arm, p, seed, path, weights, run.wandb_run("policy", arm=arm.label, seed=seed), run.trainer
             )
-            training[arm.label, seed] = run.pool.submit(run_stage, run.out, folder, config, work, **run.output)
+            training[arm.label, seed] = run.pool.submit(
+                run_stage, run.out, folder, config, work, keys=POLICY_RESULT, **run.output
+            )
     return [(arm, seed, training[arm.label, seed].result()) for arm in run.arms for seed in run.seeds]
 
 
@@ -122,7 +137,7 @@ def evaluate(run: Lineage, trained: list[tuple[Arm, int, dict]]) -> tuple[dict[s
     """Every policy at every point of its learning curve, in closed loop on the same episodes, beside the
     expert and random actions. Returns per arm its runs (see report_data.py) and the baselines' results."""
     p = run.preset
-    episodes = {"world": p.world, "image_size": p.image_size, "episodes": p.eval_episodes, "seeds": p.eval_seeds}
+    episodes = {"world": p.world, "image_size": frame_size(p), "episodes": p.eval_episodes, "seeds": p.eval_seeds}
     evaluations = [
         run.pool.submit(
             evaluate_run, p, result, episodes, run.output, run.wandb_run("policy", arm=arm.label, seed=seed)
@@ -133,7 +148,9 @@ def evaluate(run: Lineage, trained: list[tuple[Arm, int, dict]]) -> tuple[dict[s
     for (arm, seed, result), points in zip(trained, evaluations):
         policy = [EvalResult.from_dict(point).conditions["policy"] for point in points.result()]
         runs.setdefault(arm.label, []).append({"seed": seed, "train": result, "points": policy})
-    baselines = run_stage(run.out, "baselines", episodes, evaluate_baselines(p), cheap=True, **run.output)
+    baselines = run_stage(
+        run.out, "baselines", episodes, evaluate_baselines(p), cheap=True, keys=EVAL_RESULT, **run.output
+    )
     return runs, EvalResult.from_dict(baselines).conditions
 
 

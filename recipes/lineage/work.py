@@ -41,6 +41,11 @@ from recipes.lineage.report import BASELINES
 from recipes.resumable import run_stage
 
 DATA_SEED = 0  # the shapes images and the demonstrations: one draw, shared by every training seed
+# What each kind of stage returns and the later stages read: a stored result without them is run again.
+PRETRAIN_RESULT = ("model", "checkpoint", "val_acc", "seconds")
+POLICY_RESULT = ("checkpoint", "step", "encoder_params", "trainable_params", "encoder_macs", "train_seconds",
+                 "images_per_second", "val_action_mae", "frames_per_step", "curve")  # fmt: skip
+EVAL_RESULT = ("version", "world", "world_options", "episode_seeds", "conditions")
 
 
 def trainer(folder: Path, label: str, wandb_run: dict, given: dict, **settings) -> L.Trainer:
@@ -255,5 +260,5 @@ def evaluate_run(preset: Preset, trained: dict, episodes: dict, output: dict, wa
                       "step": point["step"]}  # fmt: skip
         work = evaluate_policy(preset, point["checkpoint"], n, video=last, log_to=log_to)
         name = "eval" if last else f"eval-step-{point['step']}"
-        points.append(run_stage(folder, name, config, work, cheap=True, **output))
+        points.append(run_stage(folder, name, config, work, cheap=True, keys=EVAL_RESULT, **output))
     return points

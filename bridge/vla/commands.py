@@ -221,6 +221,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     world = get_world(args.world or c.world, **{**options, **parse_options(args.world_options)})
     if "paraphrases" in world.options:
         world = world.replace(paraphrases=args.paraphrases)
+    policy.check_world(world)
     suffix = f"_temperature{args.temperature:g}" if args.temperature else ""  # beside the argmax results, not over
     out = Path(args.out) if args.out else _run_dir(ckpt) / "eval" / f"{ckpt.stem}{suffix}"
     record = args.record if args.video != "none" else 0

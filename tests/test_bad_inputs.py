@@ -80,7 +80,54 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                 paths["images"] / label / f"{i}.png"
             )
     (paths["images"] / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    paths.update(_policy_folders(d, paths))
     return {k: str(v) for k, v in paths.items()}
+
+
+def _policy_folders(d: Path, paths: dict[str, Path]) -> dict[str, Path]:
+    """The tiny VLA checkpoint saved as a policy folder, copies of it with one fault each, a BabyAI policy folder
+    and a text encoder folder whose weights are a pickle."""
+    import json
+    import shutil
+
+    from transformers import BertConfig
+
+    from bridge.vla.policy.configuration import PolicyConfig
+    from bridge.vla.policy.language import train_tokenizer
+    from bridge.vla.policy.loading import load_policy
+    from bridge.vla.policy.modeling import Policy
+
+    good = d / "policy"
+    load_policy(paths["vla"]).save_pretrained(good)
+    config = json.loads((good / "config.json").read_text())
+    faults = {
+        "no_config": lambda f: (f / "config.json").unlink(),
+        "empty_config": lambda f: (f / "config.json").write_text(""),
+        "json_broken": lambda f: (f / "config.json").write_text('{"world": "reach",'),
+        "list_config": lambda f: (f / "config.json").write_text("[1, 2]"),
+        "unknown_key": lambda f: (f / "config.json").write_text(json.dumps({**config, "widht": 3})),
+        "wrong_type": lambda f: (f / "config.json").write_text(json.dumps({**config, "dim": "wide"})),
+        "tokenizer_cut": lambda f: (f / "tokenizer.json").write_text((f / "tokenizer.json").read_text()[:200]),
+        "no_text_encoder": lambda f: (f / "config.json").write_text(
+            json.dumps({**config, "text_encoder": str(d / "no" / "text_encoder")})
+        ),
+    }
+    out = {"policy": good}
+    for name, fault in faults.items():
+        out[f"policy_{name}"] = d / f"policy_{name}"
+        shutil.copytree(good, out[f"policy_{name}"])
+        fault(out[f"policy_{name}"])
+    torch.manual_seed(0)
+    out["babyai_policy"] = d / "babyai_policy"
+    Policy(PolicyConfig(world="babyai:GoToRedBall", encoder_kwargs={"layers": [1], "widths": [8]}, text_dim=16,
+                        text_layers=1, dim=32, depth=1, num_heads=2)).save_pretrained(out["babyai_policy"])  # fmt: skip
+    out["pickled_text_encoder"] = d / "text_encoder"
+    tokenizer = train_tokenizer(["reach the red ball"])
+    tokenizer.save_pretrained(out["pickled_text_encoder"])
+    BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(out["pickled_text_encoder"])  # fmt: skip
+    torch.save({"hook": argparse.Namespace(x=1)}, out["pickled_text_encoder"] / "pytorch_model.bin")
+    return out
 
 
 @pytest.fixture
@@ -270,6 +317,46 @@ BAD = {
     "export-onto-an-earlier-export": ("vla export --ckpt {vla} --out {exported}", r"--overwrite"),
     "collect-out-under-a-file": ("vla collect --episodes 2 --out afile/demos", r"under afile, which is a file.*--out"),
     "eval-out-under-a-file": ("vla eval --ckpt {vla} --out afile/eval --no-wandb", r"under afile.*--out"),
+    # policy folders, worlds and weights files the VLA side is handed
+    "eval-policy-no-config": (
+        "vla eval --ckpt {policy_no_config} --no-wandb",
+        r"without config\.json.*save_pretrained",
+    ),
+    "eval-policy-empty-config": ("vla eval --ckpt {policy_empty_config} --no-wandb", r"config\.json is empty.*again"),
+    "eval-policy-config-not-json": (
+        "vla eval --ckpt {policy_json_broken} --no-wandb",
+        r"config\.json is not JSON.*save the policy again",
+    ),
+    "eval-policy-config-a-list": (
+        "vla eval --ckpt {policy_list_config} --no-wandb",
+        r"holds a list, not a mapping of policy settings",
+    ),
+    "eval-policy-config-unknown-key": (
+        "vla eval --ckpt {policy_unknown_key} --no-wandb",
+        r"unknown policy settings: widht.*save the policy again",
+    ),
+    "eval-policy-config-wrong-type": (
+        "vla eval --ckpt {policy_wrong_type} --no-wandb",
+        r"dim must be an integer, got 'wide'.*save the policy again",
+    ),
+    "eval-policy-tokenizer-truncated": (
+        "vla eval --ckpt {policy_tokenizer_cut} --no-wandb",
+        r"tokenizer\.json is not valid JSON.*truncated.*save_pre",
+    ),
+    "eval-policy-text-encoder-missing": (
+        "vla eval --ckpt {policy_no_text_encoder} --no-wandb",
+        r"text_encoder folder \S+ does not exist",
+    ),
+    "eval-reach-policy-in-babyai": (
+        "vla eval --ckpt {vla} --world babyai:GoToRedBall --no-wandb --video none",
+        r"action space \(a 2-D continuous box, trained in reach\).*7 discrete actions.*world it was trained in",
+    ),
+    "eval-babyai-policy-in-reach": (
+        "vla eval --ckpt {babyai_policy} --world reach --no-wandb --video none",
+        r"action space \(7 discrete actions.*2-D continuous box.*train a policy for reach",
+    ),
+    "run-lineage-timm-weights-text": ("run lineage --timm-weights {text}", r"--timm-weights.*not a weights file"),
+    "run-lineage-timm-weights-pickle": ("run lineage --timm-weights {pickle}", r"--timm-weights.*refusing.*safetens"),
     # recipes
     "run-unknown-recipe": ("run lineages", r"lineage"),
     "run-degradation-epochs-zero": ("run degradation --epochs 0", r"PositiveInt"),
@@ -295,7 +382,7 @@ BAD = {
         'run lineage --arms "ResNet scratch" --timm timm:resnet1',
         r"no model 'resnet1'.*resnet1",
     ),
-    "run-lineage-out-under-a-file": ("run lineage --out afile/x", r"afile is a file, not a folder.*--out"),
+    "run-lineage-out-under-a-file": ("run lineage --out afile/x", r"afile/x is under afile, which is a file.*--out"),
     "run-lineage-preset-num-workers": (
         "run lineage --preset {workers_preset}",
         r"num_workers must be 0 or more, got -1; set num_workers in the file",
@@ -409,7 +496,7 @@ def _create(name, **kwargs):
     def call(inputs):
         from bridge.models import create_model
 
-        return create_model(name, **kwargs)
+        return create_model(name, **{k: command(v, inputs)[0] if isinstance(v, str) else v for k, v in kwargs.items()})
 
     return call
 
@@ -437,6 +524,57 @@ def _load_nan_policy(inputs):
     return load_policy(inputs["nan"])
 
 
+def _tiny_policy():
+    from bridge.vla.policy.configuration import PolicyConfig
+    from bridge.vla.policy.modeling import Policy
+
+    torch.manual_seed(0)
+    return Policy(PolicyConfig(image_size=16, encoder_kwargs={"layers": [1], "widths": [8]}, text_dim=16,
+                               text_layers=1, dim=32, depth=1, num_heads=2)).eval()  # fmt: skip
+
+
+def _predict(batch=2, tasks=None, states="ok", dtype=torch.uint8, agent=False):
+    """Policy.predict (or its as_agent) on a tiny Reach policy, with one input wrong."""
+
+    def call(inputs):
+        policy = _tiny_policy()
+        frames = torch.randint(0, 256, (batch, 16, 16, 3)).to(dtype)
+        given = torch.zeros(batch, policy.config.state_dim) if isinstance(states, str) else states
+        instructions = ["reach the red ball"] * batch if tasks is None else tasks
+        if agent:
+            obs = {"image": frames.numpy(), "task": instructions}
+            return policy.as_agent()(obs if given is None else {**obs, "state": given.numpy()}, {})
+        return policy.predict(frames, given, instructions)
+
+    return call
+
+
+def _from_pretrained(key: str, suffix: str = "", offline: bool = False):
+    def call(inputs):
+        from bridge.vla.policy.modeling import Policy
+
+        with pytest.MonkeyPatch.context() as mp:
+            if offline:
+                mp.setenv("HF_HUB_OFFLINE", "1")
+            return Policy.from_pretrained(inputs[key] + suffix)
+
+    return call
+
+
+def _save_onto_a_file(inputs):
+    path = Path(inputs["hf"]).parent / "a_file"
+    path.write_text("keep me\n")
+    return _tiny_policy().save_pretrained(path)
+
+
+def _pickled_text_encoder(inputs):
+    from bridge.vla.policy.configuration import PolicyConfig
+    from bridge.vla.policy.modeling import Policy
+
+    return Policy(PolicyConfig(image_size=16, encoder_kwargs={"layers": [1], "widths": [8]}, dim=32, depth=1,
+                               num_heads=2, text_encoder=inputs["pickled_text_encoder"]))  # fmt: skip
+
+
 API = {
     "vit-patch-size-zero": (_create("vit_tiny_patch16_224", patch_size=0), r"patch_size must be a positive integer"),
     "vit-img-size-negative": (_create("vit_tiny_patch16_224", img_size=-16), r"img_size must be a positive"),
@@ -455,6 +593,34 @@ API = {
     "policy-nan-states": (lambda inputs: _policy_inputs(state_fill=float("nan"))(), r"states hold NaN or inf"),
     "policy-inf-states": (lambda inputs: _policy_inputs(state_fill=float("inf"))(), r"states hold NaN or inf"),
     "policy-nan-weights": (_load_nan_policy, r"NaN or inf.*earlier checkpoint"),
+    # the policy's Python API: folders, weights files and inputs to predict / as_agent
+    "from-pretrained-a-file": (_from_pretrained("policy", "/config.json"), r"is a file, not a policy folder"),
+    "from-pretrained-missing-offline": (
+        _from_pretrained("policy", "_missing", offline=True),
+        r"neither a local folder nor a policy on the Hugging Face hub.*reached.*HF_HUB_OFFLINE",
+    ),
+    "from-pretrained-no-config": (_from_pretrained("policy_no_config"), r"without config\.json"),
+    "from-pretrained-config-a-list": (_from_pretrained("policy_list_config"), r"holds a list, not a mapping"),
+    "from-pretrained-wrong-type": (_from_pretrained("policy_wrong_type"), r"dim must be an integer, got 'wide'"),
+    "from-pretrained-tokenizer-truncated": (_from_pretrained("policy_tokenizer_cut"), r"tokenizer\.json.*truncated"),
+    "save-pretrained-onto-a-file": (_save_onto_a_file, r"a_file exists and is not a folder.*another folder"),
+    "timm-pretrained-file-text": (
+        _create("timm:test_resnet", pretrained_file="{text}"),
+        r"not a weights file.*safetensors or torch\.save",
+    ),
+    "timm-pretrained-file-pickle": (_create("timm:test_resnet", pretrained_file="{pickle}"), r"refusing.*safetensors"),
+    "text-encoder-folder-pickle": (_pickled_text_encoder, r"not loadable weights.*model\.safetensors"),
+    "predict-batch-of-0": (_predict(batch=0, tasks=[]), r"batch of 0 frames.*at least one"),
+    "predict-instruction-none": (_predict(batch=1, tasks=[None]), r"instructions must be strings, got None"),
+    "predict-instruction-int": (_predict(batch=1, tasks=[42]), r"instructions must be strings, got 42"),
+    "predict-bare-str-for-a-batch": (_predict(tasks="reach the red ball"), r"one instruction \(a str\) for 2 frames"),
+    "predict-states-batch": (_predict(states=torch.zeros(1, 2)), r"states \(B, state_dim\) = \(2, 2\).*got \(1, 2\)"),
+    "predict-states-width": (_predict(states=torch.zeros(2, 5)), r"states \(B, state_dim\) = \(2, 2\).*got \(2, 5\)"),
+    "predict-states-rank": (_predict(states=torch.zeros(2)), r"states \(B, state_dim\) = \(2, 2\).*got \(2,\)"),
+    "predict-states-missing": (_predict(states=None), r"takes agent states.*got none.*observation\.state"),
+    "predict-int64-frames": (_predict(dtype=torch.int64), r"int64.*integer frames of values 0-255.*\.to\(torch\.uint8"),
+    "agent-states-missing": (_predict(states=None, agent=True), r"takes agent states.*got none"),
+    "agent-bare-str-for-a-batch": (_predict(tasks="reach it", agent=True), r"one instruction \(a str\) for 2 frames"),
 }
 
 
@@ -526,3 +692,10 @@ def test_export_replaces_only_its_own_folder_and_eval_reruns_into_its_own(inputs
         code, text = run_cli([*evaluation, "--out", "runs/eval"], capsys)
         assert code == 0, text[-2000:]
     assert (workdir / "runs/eval/results.json").is_file()
+
+
+def test_a_bare_instruction_serves_a_batch_of_one():
+    policy = _tiny_policy()
+    frames, states = torch.randint(0, 256, (1, 16, 16, 3), dtype=torch.uint8), torch.zeros(1, 2)
+    assert torch.equal(policy.predict(frames, states, "reach the red ball"),
+                       policy.predict(frames, states, ["reach the red ball"]))  # fmt: skip

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from bridge.errors import MissingFileError, UnknownNameError
 from bridge.models.base import EncoderOutput, ZooModel
+from bridge.models.weights import read_state_dict
 
 
 class TimmModel(ZooModel):
@@ -83,7 +84,8 @@ def create_timm_model(name: str, pretrained: bool = False, pretrained_file: str 
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
             raise MissingFileError(f"pretrained_file {pretrained_file} does not exist; check the path")
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+        # Read by bridge's own loader (weights_only, safetensors first): timm's would suggest weights_only=False.
+        kwargs["pretrained_cfg_overlay"] = dict(state_dict=read_state_dict(pretrained_file))
     try:
         model = timm.create_model(name, pretrained=pretrained or pretrained_file is not None, **kwargs)
     except (OSError, RuntimeError, ValueError) as err:

@@ -254,6 +254,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     world = get_world(args.world or c.world, **{**options, **parse_options(args.world_options)})
     if "paraphrases" in world.options:
         world = world.replace(paraphrases=args.paraphrases)
+    policy.check_world(world)
     record = args.record if args.video != "none" else 0
     result, episodes = evaluate(
         policy.as_agent(args.temperature), world, episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,

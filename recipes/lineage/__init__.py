@@ -28,6 +28,7 @@ from jsonargparse import ArgumentParser, Namespace
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from bridge.errors import BridgeError
+from bridge.models import read_state_dict
 from bridge.models.timm_adapter import check_timm_name
 from bridge.runs import FolderLock
 from bridge.vla.worlds import get_world
@@ -136,6 +137,11 @@ def plan(parser: ArgumentParser, args: Namespace) -> tuple[str, Preset, Path]:
     for flag, path in (("--timm-weights", args.timm_weights), ("--vit-weights", args.vit_weights)):
         if path is not None and not Path(path).is_file():
             parser.error(f"{flag} {path} is not a file")
+        if path is not None:  # read safely now, not after the pretraining and the demos
+            try:
+                read_state_dict(path)
+            except BridgeError as err:
+                parser.error(f"{flag}: {err}")
     if args.readme is not None:
         try:
             check_readme(Path(args.readme))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+import types
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, CorruptFileError
 from bridge.vla.worlds import World, get_world
 
 HEADS = ("bins", "continuous", "categorical")
@@ -69,6 +71,13 @@ class PolicyConfig:
     chunk_size: int = 1
 
     def __post_init__(self) -> None:
+        # Types first: a saved config.json is plain JSON, and a wrong type fails far from here otherwise.
+        for name, hint in _HINTS.items():
+            value = getattr(self, name)
+            if not _fits(value, hint):
+                raise ConfigError(
+                    f"policy setting {name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})"
+                )
         if self.image_tokens not in ("grid", "pooled"):
             raise ConfigError(f"image_tokens must be grid or pooled, got {self.image_tokens!r}")
         if self.conditioning not in ("film", "prefix", "both"):
@@ -81,6 +90,25 @@ class PolicyConfig:
             raise ConfigError(f"n_obs_steps must be 1 or more (frames the policy sees), got {self.n_obs_steps}")
         if self.dim % 4:
             raise ConfigError(f"dim must be a multiple of 4 (2-D sin-cos positions), got {self.dim}")
+
+    @classmethod
+    def from_dict(cls, data: object, source: object = "the policy configuration") -> PolicyConfig:
+        """A configuration from plain data (a ``config.json``, a checkpoint's ``policy_config``), each key and
+        type checked; ``source`` names where it came from in the errors."""
+        fix = "fix it, or save the policy again with this bridge (Policy.save_pretrained, or vla export)"
+        if not isinstance(data, dict):
+            raise CorruptFileError(
+                f"{source} holds a {type(data).__name__}, not a mapping of policy settings (a JSON object); {fix}"
+            )
+        unknown = sorted(str(k) for k in data if k not in _FIELDS)
+        if unknown:
+            close = {k: difflib.get_close_matches(k, _FIELDS, n=1) for k in unknown}
+            named = ", ".join(f"{k} (did you mean {c[0]}?)" if c else k for k, c in close.items())
+            raise ConfigError(f"{source} has unknown policy settings: {named}; {fix}")
+        try:
+            return cls(**data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}; {fix}") from None
 
     def make_world(self) -> World:
         """The world this policy acts in, with its recorded options."""
@@ -126,3 +154,39 @@ def config_mismatch(saved: dict, current: dict) -> list[str]:
 
 
 _FIELDS = frozenset(f.name for f in fields(PolicyConfig))
+_HINTS = get_type_hints(PolicyConfig)
+
+
+def _fits(value: object, hint: object) -> bool:
+    """Whether ``value`` is of the annotated type (JSON's kinds: lists for sequences, int for float)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(value, bool):  # bool is an int to Python, never a size or a rate here
+        return hint is bool
+    return isinstance(value, (int, float)) if hint is float else isinstance(value, hint)
+
+
+def _describe(hint: object) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return " or ".join(map(repr, args))
+    if hint is type(None):
+        return "null"
+    if origin is list:
+        return "a list of " + {float: "numbers", int: "integers", str: "strings"}.get(args[0], "values")
+    return {dict: "a mapping", int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        origin or hint, str(hint)
+    )

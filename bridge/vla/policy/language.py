@@ -8,6 +8,7 @@ model works too (read from the local Hugging Face cache when offline). Unknown w
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -16,7 +17,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
-from bridge.errors import MissingFileError
+from bridge.errors import CorruptFileError, MissingFileError
 
 SPECIAL_TOKENS = {
     "pad_token": "[PAD]",
@@ -100,9 +101,22 @@ def build_text_encoder(
             pad_token_id=tokenizer.pad_token_id,
         )  # fmt: skip
         return TextEncoder(BertModel(config, add_pooling_layer=False), tokenizer, trained_tokenizer=True)
+    local = Path(name).expanduser()
+    if not local.is_dir() and (local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1):
+        raise MissingFileError(
+            f"text_encoder folder {name} does not exist; point text_encoder at a local folder written by "
+            "save_pretrained, or at a hub id (org/name: read from the local Hugging Face cache offline, fetched "
+            "online)"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
+    except pickle.UnpicklingError:  # transformers' weights_only=True refusal, whose hint is to load it unsafely
+        raise CorruptFileError(
+            f"text_encoder {name} holds weights that are not loadable weights: a pickle that would run code when "
+            "loaded, or a damaged file. Give a folder whose weights are model.safetensors (or a weights-only torch "
+            "file), e.g. re-saved with save_pretrained in an environment you trust"
+        ) from None
     except OSError as err:
         raise MissingFileError(
             f"no text model {name!r} could be loaded ({err}). Give it one of three ways: (1) a local folder "

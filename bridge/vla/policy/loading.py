@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants
 
 from bridge.errors import ConfigError, MissingFileError
 from bridge.models import load_file
@@ -25,11 +24,6 @@ def load_policy(path: str | os.PathLike, map_location: str | torch.device = "cpu
     """The trained policy at ``path`` (a ``save_pretrained`` folder or a VLAPolicy ``.ckpt``), in eval mode."""
     path = Path(path)
     if path.is_dir():
-        if not (path / constants.CONFIG_NAME).is_file():
-            raise MissingFileError(
-                f"{path} is a folder without {constants.CONFIG_NAME}, not a saved policy; pass a folder written by "
-                "Policy.save_pretrained or a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)"
-            )
         return Policy.from_pretrained(path, map_location=map_location)
     if not path.exists():
         raise MissingFileError(
@@ -53,7 +47,7 @@ def policy_from_checkpoint(checkpoint: dict, path: Path | str = "the checkpoint"
             f"{path} predates policies that record their world's world_options, so it cannot be evaluated in the "
             "world it was trained in; train it again with this bridge"
         )
-    config = PolicyConfig(**saved)
+    config = PolicyConfig.from_dict(saved, f"{path}'s policy configuration")
     tokenizer = wrap_tokenizer(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else None
     policy = Policy(config, tokenizer=tokenizer, encoder_weights=False)
     state = {k.removeprefix(PREFIX): v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}

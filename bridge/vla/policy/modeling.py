@@ -16,6 +16,8 @@ A policy saves to a folder (``config.json``, ``model.safetensors``, the tokenize
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +38,7 @@ from bridge.vla.policy.actions import ActionBins, MinMaxNormalizer, draw
 from bridge.vla.policy.configuration import PolicyConfig
 from bridge.vla.policy.encoder import EncoderFiLM, build_encoder, pixel_normalisation, probe_encoder
 from bridge.vla.policy.language import build_text_encoder, wrap_tokenizer
+from bridge.vla.worlds import World
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -125,9 +128,14 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
                 "n_obs_steps, or build the policy for the world's"
             )
         if images.dtype != torch.uint8:  # float frames in [0, 1] would pass for an almost black frame
+            fix = (
+                "convert frames in [0, 1] with (frames * 255).round().to(torch.uint8)"
+                if images.dtype.is_floating_point
+                else "convert integer frames of values 0-255 with frames.to(torch.uint8)"
+            )
             raise ConfigError(
-                f"the policy takes frames as uint8 values 0-255, got {images.dtype}; convert frames in [0, 1] with "
-                "(frames * 255).round().to(torch.uint8)"
+                f"the policy takes frames as uint8 values 0-255 (float frames in [0, 1] must be converted), got "
+                f"{images.dtype}; {fix}"
             )
         x = images.reshape(-1, s, s, 3).permute(0, 3, 1, 2).float() / 255
         if self.config.input_size is not None and self.config.input_size != s:
@@ -230,6 +238,8 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         ``temperature`` 0 takes the most likely action (bin); above 0 draws it from softmax(logits / temperature),
         with ``generator`` (temperature 1 is the distribution cross-entropy fitted to the expert's actions).
         """
+        tasks = self._check_tasks(images, tasks)
+        states = self._check_states(states, len(tasks))
         if states.numel() and not torch.isfinite(states).all():  # here, not in forward: no sync per training step
             raise ConfigError("the agent states hold NaN or inf values; pass the world's observation.state as it is")
         if temperature < 0:
@@ -247,6 +257,69 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             return choice
         return self.action_norm.unnormalize(self.bins.decode(choice)).clamp(-1, 1)
 
+    def _check_tasks(self, images: Tensor, tasks: Sequence[str] | str) -> list[str]:
+        """The instructions as a list, one string per frame; a bare string serves a batch of one."""
+        b = len(images) if images.dim() else 0
+        if b == 0:
+            raise ConfigError(f"got a batch of 0 frames {tuple(images.shape)}; pass at least one frame (B >= 1)")
+        if isinstance(tasks, str):
+            if b != 1:
+                raise ConfigError(
+                    f"got one instruction (a str) for {b} frames; pass a list of {b} instructions, one per frame"
+                )
+            return [tasks]
+        if not isinstance(tasks, (list, tuple, np.ndarray)):
+            raise ConfigError(f"instructions must be a list of strings, one per frame, got a {type(tasks).__name__}")
+        bad = next(((i, t) for i, t in enumerate(tasks) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ConfigError(
+                f"instructions must be strings, got {bad[1]!r} ({type(bad[1]).__name__}) at index {bad[0]}; "
+                "pass one instruction text per frame"
+            )
+        if len(tasks) != b:
+            raise ConfigError(f"got {len(tasks)} instructions for {b} frames; pass one instruction per frame")
+        return list(tasks)
+
+    def _check_states(self, states: Tensor | None, b: int) -> Tensor:
+        """The agent states as (B, state_dim); a policy without states takes None."""
+        d = self.config.state_dim
+        if states is None:
+            if d:
+                raise ConfigError(
+                    f"the policy takes agent states (B, state_dim={d}) and got none; pass the world's observation.state"
+                )
+            return self.pixel_mean.new_zeros(b, 0)
+        states = torch.as_tensor(states, device=self.pixel_mean.device)
+        if tuple(states.shape) != (b, d):
+            raise ConfigError(
+                f"the policy takes agent states (B, state_dim) = ({b}, {d}) for {b} frames, got "
+                f"{tuple(states.shape)}; pass the world's observation.state, one row per frame"
+            )
+        return states
+
+    def check_world(self, world: World) -> None:
+        """Refuse a world whose actions or frames are not the ones this policy was built for, before any step."""
+        c, space = self.config, world.action_space
+        ours = ("discrete", c.action_dim) if c.head == "categorical" else ("box", c.action_dim)
+        if ours != (space.kind, space.size):
+
+            def describe(kind: str, size: int) -> str:
+                return f"{size} discrete actions" if kind == "discrete" else f"a {size}-D continuous box"
+
+            raise ConfigError(
+                f"the policy's action space ({describe(*ours)}, trained in {c.world}) is not {world.name}'s "
+                f"({describe(space.kind, space.size)}); evaluate it in the world it was trained in ({c.world}), or "
+                f"train a policy for {world.name}"
+            )
+        seen = world.observation
+        if (seen.image_size, seen.state_dim, seen.n_obs_steps) != (c.image_size, c.state_dim, c.n_obs_steps):
+            raise ConfigError(
+                f"the policy takes the last {c.n_obs_steps} frames of {c.image_size}x{c.image_size} and "
+                f"{c.state_dim} state values, but {world.name} gives {seen.n_obs_steps} of "
+                f"{seen.image_size}x{seen.image_size} and {seen.state_dim}; run the world with the policy's settings "
+                f"(--world-options image_size={c.image_size}), or train a policy for these observations"
+            )
+
     def as_agent(self, temperature: float = 0.0, seed: int = 0):
         """This policy as an evaluation agent ``(observations, info) -> actions (n, action_dim)`` (or (n,) indices).
 
@@ -261,16 +334,38 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             was_training = self.training
             self.eval()
             images = torch.as_tensor(np.asarray(obs["image"]), device=device)
-            states = torch.as_tensor(
-                np.asarray(obs.get("state", np.zeros((len(images), 0), np.float32))), device=device
-            )
-            actions = self.predict(images, states, list(obs["task"]), temperature, generator)[:, 0]
+            states = obs.get("state")
+            states = None if states is None else torch.as_tensor(np.asarray(states), device=device)
+            actions = self.predict(images, states, obs.get("task"), temperature, generator)[:, 0]
             self.train(was_training)
             return actions.cpu().numpy()
 
         return act
 
     # -- folders on disk ---------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Write the policy's folder (see :meth:`_save_pretrained`); a file in the way is refused first."""
+        path = Path(save_directory)
+        blocking = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ConfigError(
+                f"{blocking} exists and is not a folder, so the policy folder {path} cannot be written there; "
+                "choose another folder (created if missing)"
+            )
+        return super().save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> Policy:
+        """The policy saved in a local folder or a hub repository (fetched, or read from the local cache when
+        offline); its ``config.json`` is read and checked before anything is built."""
+        folder = _policy_folder(
+            pretrained_model_name_or_path,
+            **{k: kwargs[k] for k in ("revision", "cache_dir", "force_download", "local_files_only", "token")
+               if k in kwargs},
+        )  # fmt: skip
+        kwargs.setdefault("config", read_config(folder))
+        return super().from_pretrained(folder, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """``config.json`` (the resolved configuration), ``model.safetensors`` and, for a tokenizer trained
         here, its files (``AutoTokenizer.from_pretrained(folder)`` reads them too)."""
@@ -295,20 +390,23 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         map_location: str | torch.device = "cpu",
         **kwargs,
     ) -> Policy:
-        folder = Path(model_id)
-        if not folder.is_dir():  # a hub id: fetch the folder (or read it from the local cache)
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(
-                model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                local_files_only=local_files_only, token=token,
-            ))  # fmt: skip
-        config = config if isinstance(config, PolicyConfig) else PolicyConfig(**config)
+        folder = _policy_folder(model_id, revision, cache_dir, force_download, local_files_only, token)
+        if not isinstance(config, PolicyConfig):
+            config = PolicyConfig.from_dict(config, folder / constants.CONFIG_NAME)
         tokenizer = None
         if config.text_encoder is None:
-            if not (folder / TOKENIZER_FILE).is_file():
+            file = folder / TOKENIZER_FILE
+            if not file.is_file():
                 raise MissingFileError(f"{folder} has no {TOKENIZER_FILE}; save the policy again with save_pretrained")
-            tokenizer = wrap_tokenizer((folder / TOKENIZER_FILE).read_text())
+            try:  # tokenizers reports a damaged file as a bare Exception; JSON says where it breaks
+                text = file.read_text()
+                json.loads(text)
+            except ValueError as err:
+                raise CorruptFileError(
+                    f"{file} is not valid JSON ({err}): it is truncated or damaged; save the policy again with "
+                    "save_pretrained"
+                ) from None
+            tokenizer = wrap_tokenizer(text)
         policy = cls(config, tokenizer=tokenizer, encoder_weights=False)
         weights = folder / constants.SAFETENSORS_SINGLE_FILE
         return policy.load_weights(load_file(weights), weights).to(map_location).eval()
@@ -321,3 +419,59 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
             raise CorruptFileError(f"the weights in {source} do not fit its own policy configuration: {err}") from None
         check_finite(state, source)
         return self
+
+
+def _policy_folder(
+    name: str | os.PathLike, revision: str | None = None, cache_dir: str | Path | None = None,
+    force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
+) -> Path:  # fmt: skip
+    """The local folder of a saved policy: ``name`` itself, or a hub repository fetched (or read from the cache)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    folder = Path(name)
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        inside = (
+            f" (it is the policy folder {folder.parent}'s own {folder.name})"
+            if (folder.parent / constants.CONFIG_NAME).is_file()
+            else ""
+        )
+        raise ConfigError(
+            f"{folder} is a file, not a policy folder{inside}; pass the folder save_pretrained wrote (config.json, "
+            "model.safetensors), or a VLA run's checkpoint to load_policy"
+        )
+    try:
+        return Path(snapshot_download(
+            str(name), revision=revision, cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, token=token,
+        ))  # fmt: skip
+    except HFValidationError:
+        reason = "there is no such folder, and it is no hub id (org/name) either"
+    except (LocalEntryNotFoundError, HfHubHTTPError) as err:
+        reason = str(err).splitlines()[0]
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+    raise MissingFileError(
+        f"{name} is neither a local folder nor a policy on the Hugging Face hub that could be reached"
+        f"{' (offline: HF_HUB_OFFLINE=1)' if offline else ''}: {reason}. Pass the folder save_pretrained wrote, or "
+        "a hub id (online, or already in the local Hugging Face cache)"
+    )
+
+
+def read_config(folder: Path) -> PolicyConfig:
+    """A saved policy's ``config.json``, checked: present, JSON, a mapping, known settings of the right types."""
+    file = folder / constants.CONFIG_NAME
+    fix = "save the policy again with save_pretrained (or vla export)"
+    if not file.is_file():
+        raise MissingFileError(
+            f"{folder} is a folder without {constants.CONFIG_NAME}, not a saved policy; pass a folder written by "
+            "Policy.save_pretrained or a VLA run's checkpoint (runs/<name>/checkpoints/*.ckpt)"
+        )
+    if not file.read_bytes().strip():
+        raise CorruptFileError(f"{file} is empty: its saving was cut off; {fix}")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptFileError(f"{file} is not JSON ({err}): it is damaged; {fix}") from None
+    return PolicyConfig.from_dict(data, file)

@@ -43,3 +43,19 @@ def test_the_step_profile_names_the_arms_it_knows():
     done = run_benchmark("step_profile.py", "--arm", "ResNet scrach")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "error: no arm 'ResNet scrach'; choose from" in done.stderr and "ResNet scratch" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--config", "configs/no_such.yaml"],
+            "--config configs/no_such.yaml: no such file; e.g. configs/vla_resnet.yaml",
+        ),
+        (["--seconds", "0"], "--seconds must be above 0, got 0.0"),
+    ],
+)
+def test_time_to_success_refuses_a_missing_config_and_an_empty_budget(args, said):
+    done = run_benchmark("time_to_success.py", *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert said in done.stderr

@@ -54,7 +54,8 @@ def test_every_third_party_import_of_the_code_and_benchmarks_is_a_declared_depen
 
 
 def test_every_third_party_import_of_the_tests_is_declared_for_development():
-    names = imported_top_levels("tests") - {"wandb_records", "slow_callback", "conftest"}
+    benchmarks = {path.stem for path in (ROOT / "benchmarks").glob("*.py")}  # imported from beside the tests
+    names = imported_top_levels("tests") - {"wandb_records", "slow_callback", "conftest"} - benchmarks
     extras = PROJECT["optional-dependencies"]
     deps = declared(PROJECT["dependencies"]) | declared(extras["dev"]) | declared(extras["cloud"])
     # requests comes with lightning-sdk (the cloud extra): tests/test_docs.py keeps its import offline

@@ -117,7 +117,7 @@ def cli_args(config: str, seed: int, root: str, demos: str | None, episodes: int
     return args + (["--trainer.max_steps", str(steps)] if steps else [])
 
 
-def train_bridge(spec: dict, seed: int) -> tuple[list[Point], World]:
+def train_bridge(spec: dict, seed: int) -> list[Point]:
     """The config's run, as ``python -m bridge fit`` builds it, on the clock; then each copy evaluated."""
     with tempfile.TemporaryDirectory() as root:
         cli = BridgeCLI(args=cli_args(spec["config"], seed, root, spec["demos"], spec["episodes"], spec["steps"]),
@@ -129,7 +129,7 @@ def train_bridge(spec: dict, seed: int) -> tuple[list[Point], World]:
     for point, weights in zip(clock.points, clock.weights):
         policy.load_state_dict(weights)
         point.success = judge(policy.as_agent(), world, spec)
-    return clock.points, world
+    return clock.points
 
 
 def train_lean(spec: dict, seed: int, world: World) -> list[Point]:
@@ -163,7 +163,7 @@ def judge(agent, world: World, spec: dict) -> list[int]:
 def run(side: str, spec: dict, seed: int, world: World | None = None) -> list[dict]:
     """One side's run in a worker process (one torch thread): its points as plain data."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner of devices and tips per run
-    points = train_bridge(spec, seed)[0] if side == "bridge" else train_lean(spec, seed, world)
+    points = train_bridge(spec, seed) if side == "bridge" else train_lean(spec, seed, world)
     return [asdict(p) for p in points]
 
 
@@ -188,7 +188,7 @@ def time_to(points: list[dict], target: float) -> float:
     return math.nan
 
 
-def report(runs: dict[str, list[list[dict]]], targets: list[float], title: str) -> Table:
+def report(runs: dict[str, list[list[dict]]], targets: list[float], title: str) -> None:
     """Printed tables: success at each point on both sides, then the time to each target."""
     console = Console(width=180)  # the tables are wide: no wrapping in a log file
     points = Table(title=title)
@@ -219,7 +219,6 @@ def report(runs: dict[str, list[list[dict]]], targets: list[float], title: str) 
         ratios = ", ".join("-" if math.isnan(b / n) else f"{b / n:.2f}" for b, n in zip(each["bridge"], each["lean"]))
         times.add_row(f"{target:.1%}", *cells, ratios)
     console.print(times)
-    return points
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -59,26 +59,52 @@ class Point:
     success: list[int] = field(default_factory=list)  # per evaluation episode
 
 
-@dataclass
-class Budget:
-    """When to copy the weights (``seconds * k / points``) and when to stop; the clock counts training only."""
+class Stopwatch:
+    """A clock of training time only, and a copy of the weights at each of the budget's marks (``seconds * k /
+    points``): copying is not training, so its time is paused out."""
 
-    seconds: float
-    points: int
+    def __init__(self, seconds: float, points: int) -> None:
+        self.marks = [seconds * k / points for k in range(1, points + 1)]
+        self.points, self.weights, self.step_flops = [], [], 0
+        self.start, self.paused = time.perf_counter(), 0.0
 
-    def marks(self) -> list[float]:
-        return [self.seconds * k / self.points for k in range(1, self.points + 1)]
+    def tick(self, model, step: int) -> bool:
+        """Copy ``model`` at every mark passed; whether marks remain (the budget is not spent)."""
+        elapsed = time.perf_counter() - self.start - self.paused
+        while self.marks and elapsed >= self.marks[0]:
+            self.keep(model, step, elapsed)
+        return bool(self.marks)
+
+    def finish(self, model, step: int) -> None:
+        """Training ended before the budget: at the marks still ahead the model is the finished one, as a user
+        would have it."""
+        while self.marks:
+            self.keep(model, step, self.marks[0])
+
+    def keep(self, model, step: int, seconds: float) -> None:
+        began = time.perf_counter()
+        self.marks.pop(0)
+        self.points.append(Point(seconds, step, step * self.step_flops))
+        self.weights.append(copy.deepcopy(model.state_dict()))
+        self.paused += time.perf_counter() - began
+
+    def judged(self, model, agent, world: World, spec: dict) -> list[Point]:
+        """The points, each copy loaded into ``model`` and its ``agent`` judged on the same evaluation episodes."""
+        for point, state in zip(self.points, self.weights):
+            model.load_state_dict(state)
+            point.success = judge(agent, world, spec)
+        return self.points
 
 
 class Clock(Callback):
-    """Copies the policy's weights at the budget's marks, stops the Trainer at its end, counts one step's FLOPs."""
+    """A Stopwatch on a Trainer: it starts with training, stops the Trainer when the budget is spent, and counts the
+    first step's FLOPs."""
 
-    def __init__(self, budget: Budget) -> None:
-        self.marks, self.points, self.weights = budget.marks(), [], []
-        self.counter, self.step_flops, self.paused = None, 0, 0.0
+    def __init__(self, seconds: float, points: int) -> None:
+        self.seconds, self.points, self.counter = seconds, points, None
 
     def on_train_start(self, trainer, module) -> None:
-        self.start = time.perf_counter()
+        self.watch = Stopwatch(self.seconds, self.points)
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.global_step == 0 and self.counter is None:
@@ -86,26 +112,14 @@ class Clock(Callback):
             self.counter.__enter__()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.counter is not None and not self.step_flops:
+        if self.counter is not None and not self.watch.step_flops:
             self.counter.__exit__(None, None, None)
-            self.step_flops = self.counter.get_total_flops()
-        elapsed = time.perf_counter() - self.start - self.paused
-        while self.marks and elapsed >= self.marks[0]:
-            self.keep(module, trainer.global_step, elapsed)
-        if not self.marks:
+            self.watch.step_flops = self.counter.get_total_flops()
+        if not self.watch.tick(module.policy, trainer.global_step):
             trainer.should_stop = True
 
     def on_train_end(self, trainer, module) -> None:
-        # max_steps came first: at the marks still ahead the policy is the finished one, as a user would have it.
-        while self.marks:
-            self.keep(module, trainer.global_step, self.marks[0])
-
-    def keep(self, module, step: int, elapsed: float) -> None:
-        began = time.perf_counter()
-        self.marks.pop(0)
-        self.points.append(Point(elapsed, step, step * self.step_flops))
-        self.weights.append(copy.deepcopy(module.policy.state_dict()))
-        self.paused += time.perf_counter() - began
+        self.watch.finish(module.policy, trainer.global_step)
 
 
 def cli_args(config: str, seed: int, root: str, demos: str | None, episodes: int | None, steps: int | None) -> list:
@@ -122,36 +136,24 @@ def train_bridge(spec: dict, seed: int) -> list[Point]:
     with tempfile.TemporaryDirectory() as root:
         cli = BridgeCLI(args=cli_args(spec["config"], seed, root, spec["demos"], spec["episodes"], spec["steps"]),
                         run=False)  # fmt: skip
-        clock = Clock(Budget(spec["seconds"], spec["points"]))
+        clock = Clock(spec["seconds"], spec["points"])
         cli.trainer.callbacks.append(clock)
         cli.trainer.fit(cli.model, cli.datamodule)
-    world, policy = cli.datamodule.world, cli.model.policy
-    for point, weights in zip(clock.points, clock.weights):
-        policy.load_state_dict(weights)
-        point.success = judge(policy.as_agent(), world, spec)
-    return clock.points
+    policy = cli.model.policy
+    return clock.watch.judged(policy, policy.as_agent(), cli.datamodule.world, spec)
 
 
 def train_lean(spec: dict, seed: int, world: World) -> list[Point]:
     loop = LeanLoop(spec["demos"], world, seed, spec["lean_batch"], spec["lean_lr"], spec["lean_width"])
     with FlopCounterMode(display=False) as counter:
         loop.step()
-    step_flops, steps, weights, points = counter.get_total_flops(), 1, [], []
-    marks, start, paused = Budget(spec["seconds"], spec["points"]).marks(), time.perf_counter(), 0.0
-    while marks:
+    watch, steps = Stopwatch(spec["seconds"], spec["points"]), 1
+    watch.step_flops = counter.get_total_flops()
+    while True:
         loop.step()
         steps += 1
-        elapsed = time.perf_counter() - start - paused
-        while marks and elapsed >= marks[0]:
-            began = time.perf_counter()
-            marks.pop(0)
-            points.append(Point(elapsed, steps, steps * step_flops))
-            weights.append(copy.deepcopy(loop.model.state_dict()))
-            paused += time.perf_counter() - began
-    for point, state in zip(points, weights):
-        loop.model.load_state_dict(state)
-        point.success = judge(loop.act, world, spec)
-    return points
+        if not watch.tick(loop.model, steps):
+            return watch.judged(loop.model, loop.act, world, spec)
 
 
 def judge(agent, world: World, spec: dict) -> list[int]:
@@ -238,8 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lean-width", type=int, default=128)
     parser.add_argument("--out", type=Path, help="a JSON file for every point of every run")
     args = parser.parse_args(argv)
-    for name in ("seconds", "points", "seeds", "eval_episodes", "lean_batch", "lean_width"):
-        if getattr(args, name) <= 0:
+    for name in ("seconds", "points", "seeds", "eval_episodes", "lean_batch", "lean_width", "lean_lr", "steps",
+                 "episodes"):  # fmt: skip
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be above 0, got {getattr(args, name)}")
     if not Path(args.config).is_file():
         parser.error(f"--config {args.config}: no such file; e.g. configs/vla_resnet.yaml")

@@ -53,9 +53,11 @@ def test_the_step_profile_names_the_arms_it_knows():
             "--config configs/no_such.yaml: no such file; e.g. configs/vla_resnet.yaml",
         ),
         (["--seconds", "0"], "--seconds must be above 0, got 0.0"),
+        (["--lean-lr", "0"], "--lean-lr must be above 0, got 0.0"),
+        (["--steps", "0"], "--steps must be above 0, got 0"),
     ],
 )
-def test_time_to_success_refuses_a_missing_config_and_an_empty_budget(args, said):
+def test_time_to_success_refuses_a_missing_config_and_settings_that_are_not_positive(args, said):
     done = run_benchmark("time_to_success.py", *args)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert said in done.stderr

@@ -11,6 +11,7 @@ For the lineage's Reach policy (the tiny preset's arms) it times, on the same ba
   step's achieved GFLOP/s (FLOPs from ``torch.utils.flop_counter``, forward and backward).
 
     python benchmarks/step_profile.py                                  # the ResNet arm, 64x64 frames
+    python benchmarks/step_profile.py --trunk-depth 2 --image-tokens grid   # the trunk before the tiny preset's
     python benchmarks/step_profile.py --arm "ViT scratch" --image-size 32 --batch-size 64
 """
 
@@ -58,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--arm", default="ResNet scratch", help="a lineage arm of the tiny preset's world")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
+    tiny = PRESETS["tiny"]
+    parser.add_argument("--trunk-depth", type=int, default=tiny.trunk_depth, help="the policy's Transformer blocks")
+    parser.add_argument("--image-tokens", choices=["grid", "pooled", "keypoints"], default=tiny.image_tokens)
     parser.add_argument("--episodes", type=int, default=200, help="demos collected for the batches")
     parser.add_argument("--rounds", type=int, default=10, help="timed calls per part")
     parser.add_argument("--threads", type=int, default=1)
@@ -118,14 +122,15 @@ def trainer_step(config: PolicyConfig, data: DemoDataModule, steps: int, root: s
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    preset = replace(PRESETS["tiny"], image_size=args.image_size, batch_size=args.batch_size, arms=())
+    preset = replace(PRESETS["tiny"], image_size=args.image_size, batch_size=args.batch_size, arms=(),
+                     trunk_depth=args.trunk_depth, image_tokens=args.image_tokens)  # fmt: skip
     arm = {a.label: a for a in arms(preset, None, None)}.get(args.arm)
     if arm is None:
         raise SystemExit(
             f"error: no arm {args.arm!r}; choose from {', '.join(a.label for a in arms(preset, None, None))}"
         )
     world = make_world(preset)
-    config = PolicyConfig(encoder=arm.encoder, encoder_kwargs=arm.kwargs, **policy_settings(world))
+    config = PolicyConfig(encoder=arm.encoder, encoder_kwargs=arm.kwargs, **policy_settings(preset))
     with tempfile.TemporaryDirectory() as tmp:
         path = save_demos(*collect_demos(world, args.episodes, progress=False), Path(tmp) / "demos")
         data = DemoDataModule(str(path), world=world.name, world_options=world.options, episodes=None,

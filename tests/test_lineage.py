@@ -229,17 +229,19 @@ def test_arms_trains_only_the_policies_asked_for():
 
 
 def test_another_world_brings_its_own_arms_and_head():
-    from recipes.lineage.presets import FILM_CNN, PRESETS, arms, make_world, policy_settings
+    from recipes.lineage.presets import FILM_CNN, PRESETS, arms, policy_settings
 
     babyai = replace(PRESETS["tiny"], world="babyai:GoToRedBall", arms=())
     compared = arms(babyai, None, None)
     assert [arm.label for arm in compared] == [FILM_CNN, "ResNet scratch", "ViT scratch"]
     assert all(arm.weights is None for arm in compared)  # the shapes are Reach's objects: no pretraining elsewhere
     assert compared[2].kwargs["patch_size"] == 8  # one patch per BabyAI cell of the 56x56 view
-    settings = policy_settings(make_world(babyai))
+    settings = policy_settings(babyai)
     assert (settings["head"], settings["image_size"], settings["world"]) == ("categorical", 56, "babyai:GoToRedBall")
-    reach = policy_settings(make_world(PRESETS["tiny"]))
+    reach = policy_settings(PRESETS["tiny"])
     assert (reach["head"], reach["image_size"], reach["world_options"]["image_size"]) == ("continuous", 64, 64)
+    grid = policy_settings(replace(PRESETS["tiny"], trunk_depth=2, image_tokens="grid"))
+    assert (grid["depth"], grid["image_tokens"]) == (2, "grid")  # the preset's trunk, not TRUNK's, reaches the policy
 
 
 def test_the_timm_arm_is_timms_model_even_where_bridge_has_one_of_that_name():

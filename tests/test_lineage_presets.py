@@ -108,11 +108,15 @@ def test_a_yaml_preset_sets_any_field_on_top_of_its_base(tmp_path):
     from recipes.lineage import build_parser, plan
 
     path = tmp_path / "wide.yaml"
-    path.write_text("base: cpu\nvit_width: 96\ncurve_episodes: 5\nnum_workers: 1\nresnet_widths: [8, 16]\n")
+    path.write_text(
+        "base: cpu\nvit_width: 96\ncurve_episodes: 5\nnum_workers: 1\nresnet_widths: [8, 16]\n"
+        "trunk_depth: 3\nimage_tokens: keypoints\n"
+    )
     parser = build_parser()
     name, preset, out = plan(parser, parser.parse_args(["--preset", str(path), "--steps", "7"]))
     assert (name, out.as_posix()) == ("wide", "runs/lineage/wide")
     assert (preset.vit_width, preset.curve_episodes, preset.num_workers, preset.resnet_widths) == (96, 5, 1, (8, 16))
+    assert (preset.trunk_depth, preset.image_tokens) == (3, "keypoints")
     assert (preset.steps, preset.episodes) == (7, PRESETS["cpu"].episodes)  # flags on top, the rest from the base
 
 
@@ -121,6 +125,8 @@ def test_a_yaml_preset_sets_any_field_on_top_of_its_base(tmp_path):
     [
         ("vit_wdth: 96\n", r"does not accept option 'vit_wdth'.*the fields are world, image_size"),
         ("vit_width: wide\n", r"preset.vit_width.*Expected a <class 'int'>"),
+        ("image_tokens: dots\n", r"preset.image_tokens.*Expected a typing.Literal\['grid', 'pooled', 'keypoints'\]"),
+        ("trunk_depth: 0\n", r"trunk_depth must be 1 or more, got 0; set trunk_depth in the file"),
         ("base: huge\n", r"base 'huge' is not a preset; choose babyai, cpu, gpu, tiny"),
         ("- steps\n", r"holds a list, not a mapping"),
     ],

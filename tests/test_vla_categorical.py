@@ -116,7 +116,7 @@ def test_a_discrete_world_gets_the_categorical_head_and_refuses_the_others():
     assert config_mismatch(vars(PolicyConfig(**TINY)), vars(PolicyConfig(head="continuous", **TINY)))
 
 
-@pytest.mark.parametrize("image_tokens", ["grid", "pooled"])
+@pytest.mark.parametrize("image_tokens", ["grid", "pooled", "keypoints"])
 def test_history_shapes_and_the_error_for_a_missing_history(image_tokens):
     policy = policy_for(3, chunk_size=2, image_tokens=image_tokens).eval()
     images = torch.zeros(5, 3, 8, 8, 3, dtype=torch.uint8)
@@ -131,12 +131,15 @@ def test_history_shapes_and_the_error_for_a_missing_history(image_tokens):
         changed = images.clone()
         changed[:, t] = 255
         assert not torch.allclose(policy(changed, torch.zeros(5, 0), ["recall"] * 5), base)
-    # The trunk's tokens: the 3 words of "[CLS] recall [SEP]", each frame's pooled vector (and its 8x8 grid), 2 queries.
+    # The trunk's tokens: the 3 words of "[CLS] recall [SEP]", each frame's pooled vector (and its 8x8 grid, or its
+    # keypoints' token), 2 queries.
     seen = []
     policy.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
     policy(images, torch.zeros(5, 0), ["recall"] * 5)
-    assert seen == [3 + 3 + 2 + (3 * 64 if image_tokens == "grid" else 0)]
-    assert (policy.image_proj is None) == (image_tokens == "pooled")
+    per_frame = {"grid": 1 + 64, "pooled": 1, "keypoints": 2}[image_tokens]
+    assert seen == [3 + 3 * per_frame + 2]
+    assert (policy.image_proj is None) == (image_tokens != "grid")
+    assert (policy.keypoints is None) == (image_tokens != "keypoints")
 
 
 def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:
@@ -150,7 +153,7 @@ def train(policy: Policy, data: DemoFrames, steps: int = 120) -> Policy:
     return policy.eval()
 
 
-@pytest.mark.parametrize("image_tokens", ["grid", "pooled"])
+@pytest.mark.parametrize("image_tokens", ["grid", "pooled", "keypoints"])
 def test_a_batch_by_episode_serves_each_frame_once_and_the_policy_reads_it_alike(image_tokens):
     dataset, _ = collect_demos(get_world("recall", n_obs_steps=3), 5, progress=False)
     data = DemoFrames(dataset, 1, ActionSpace.discrete(3), n_obs_steps=3)

@@ -217,8 +217,10 @@ def test_agent_interface_returns_actions_in_the_space():
 STATS = {"action": {"min": [-0.5, -0.2], "max": [0.5, 0.9]}, "observation.state": {"min": [-1, -1], "max": [1, 0.5]}}
 
 
-def test_save_pretrained_and_from_pretrained_act_the_same(tmp_path):
-    policy = tiny_policy(head="continuous", conditioning="both", world_options={"image_size": 16}).eval()
+@pytest.mark.parametrize("image_tokens", ["grid", "keypoints"])
+def test_save_pretrained_and_from_pretrained_act_the_same(tmp_path, image_tokens):
+    policy = tiny_policy(head="continuous", conditioning="both", world_options={"image_size": 16},
+                         image_tokens=image_tokens, num_keypoints=4).eval()  # fmt: skip
     policy.set_stats(STATS)
     torch.nn.init.normal_(policy.encoder_films["layer1"].proj.weight)  # FiLM away from its zero start
     policy.save_pretrained(tmp_path / "policy")

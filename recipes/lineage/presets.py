@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from jsonargparse import ArgumentError, ArgumentParser
@@ -12,8 +12,9 @@ from jsonargparse import ArgumentError, ArgumentParser
 from bridge.errors import ConfigError
 from bridge.vla.worlds import World, get_world
 
-# The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks, L1 head.
-TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "head": "continuous"}
+# The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks over the image's
+# grid of tokens, L1 head. A preset may change the blocks and the image's tokens (trunk_depth, image_tokens).
+TRUNK = {"conditioning": "film", "dim": 64, "depth": 2, "num_heads": 4, "image_tokens": "grid", "head": "continuous"}
 LR, WARMUP = 2e-3, 100  # AdamW for every policy: only the encoder and its first weights differ
 
 
@@ -35,6 +36,8 @@ class Preset:
     steps: int = 250  # optimiser steps per policy
     batch_size: int = 64
     lr: float = LR
+    trunk_depth: int = TRUNK["depth"]  # the policy's Transformer blocks
+    image_tokens: Literal["grid", "pooled", "keypoints"] = TRUNK["image_tokens"]  # a frame's tokens in the trunk
     head: str = TRUNK["head"]  # continuous (L1) or bins, in a world of continuous actions
     bin_sigma: float = 0.0  # bins: the width of HL-Gauss targets in bins (0: one-hot)
     eval_episodes: int = 50  # per evaluation seed
@@ -52,12 +55,14 @@ class Preset:
 PRESETS = {
     # The README demo (make demo), sized for 10 minutes on 2 CPU cores with the set-up: the ResNet and the ViT, each
     # pretrained on shapes and fine-tuned and from scratch, three seeds each, so that its answer comes with the
-    # spread between runs. Batches of 32: twice the steps of batches of 64 for the same frames, which learn more
-    # from them (benchmarks/README.md). Its cuts: the curve's first points on half the evaluation episodes, and the
-    # runs two at a time with one thread each (pool.py). Pretraining keeps the full size: fewer images end inside
-    # the warm-up, before the classifier has learnt the shapes.
+    # spread between runs. What buys success per second (benchmarks/README.md, success per FLOP): each frame as
+    # its keypoints (where things are) instead of 8x8 grid tokens, one trunk block instead of two, and batches of
+    # 32, twice the steps of batches of 64 for the same frames. Its cuts: the curve's first points on half the
+    # evaluation episodes, and the runs two at a time with one thread each (pool.py). Pretraining keeps the full
+    # size: fewer images end inside the warm-up, before the classifier has learnt the shapes.
     "tiny": Preset(
-        steps=600, batch_size=32, curve_episodes=25, parallel=2, timm="timm:mobilenetv3_small_100", vit_width=48,
+        steps=800, batch_size=32, trunk_depth=1, image_tokens="keypoints", curve_episodes=25, parallel=2,
+        timm="timm:mobilenetv3_small_100", vit_width=48,
         arms=("ResNet fine-tuned", "ResNet scratch", "ViT fine-tuned", "ViT scratch"),
     ),
     # Sharper numbers on a CPU: the budget of configs/vla_resnet.yaml, every arm.
@@ -129,12 +134,19 @@ def make_world(preset: Preset) -> World:
     return world.replace(image_size=preset.image_size) if "image_size" in world.options else world
 
 
-def policy_settings(world: World, head: str = TRUNK["head"], bin_sigma: float = 0.0) -> dict:
-    """The policy's fields its world decides (name, options, frame side, head) and the trunk every arm shares;
-    ``head`` in a world of continuous actions (a discrete one takes the categorical head)."""
-    head = head if world.action_space.kind == "box" else "categorical"
+def trunk(preset: Preset) -> dict:
+    """The policy's fields every arm of a preset shares: TRUNK with the preset's blocks, image tokens and head."""
+    return {**TRUNK, "depth": preset.trunk_depth, "image_tokens": preset.image_tokens, "head": preset.head,
+            "bin_sigma": preset.bin_sigma}  # fmt: skip
+
+
+def policy_settings(preset: Preset) -> dict:
+    """The policy's fields its world decides (name, options, frame side, head) and the preset's trunk; the preset's
+    head in a world of continuous actions (a discrete one takes the categorical head)."""
+    world = make_world(preset)
+    head = preset.head if world.action_space.kind == "box" else "categorical"
     return {"world": world.name, "world_options": world.options, "image_size": world.observation.image_size,
-            **TRUNK, "head": head, "bin_sigma": bin_sigma}  # fmt: skip
+            **trunk(preset), "head": head}  # fmt: skip
 
 
 def arms(preset: Preset, vit_weights: str | None, timm_weights: str | None) -> list[Arm]:
@@ -216,7 +228,7 @@ def load_preset(name_or_file: str) -> tuple[str, Preset]:
 # them in the words of a fit config (data.init_args...), which the lineage has not.
 LEAST = {"image_size": 16, "pretrain_epochs": 1, "vit_width": 1, "episodes": 1, "steps": 1, "batch_size": 1,
          "eval_episodes": 1, "eval_seeds": 1, "curve_episodes": 1, "seeds": 1, "curve_points": 1, "num_workers": 0,
-         "parallel": 1, "shapes": 1, "resnet_widths": 1}  # fmt: skip
+         "parallel": 1, "shapes": 1, "resnet_widths": 1, "trunk_depth": 1}  # fmt: skip
 
 
 def check_ranges(preset: Preset, source: str) -> None:

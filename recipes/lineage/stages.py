@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bridge.vla.evaluation.result import ConditionResult, EvalResult
 from recipes import kit
-from recipes.lineage.presets import TRUNK, Arm, Preset, make_world, resnet, vit
+from recipes.lineage.presets import Arm, Preset, make_world, resnet, trunk, vit
 from recipes.lineage.report import curves_chart, log_report, publish, success_chart
 from recipes.lineage.report import report as report_text
 from recipes.lineage.report_data import comparisons, curve, report_json
@@ -114,7 +114,7 @@ def train(run: Lineage, backbones: dict[tuple[str, int], Future], path: Path) ->
     and its first weights differ. A pretrained arm waits for its seed's backbone."""
     p = run.preset
     recipe = {"world": p.world, "image_size": frame_size(p), "episodes": p.episodes, "steps": p.steps,
-              "batch_size": p.batch_size, "trunk": {**TRUNK, "head": p.head, "bin_sigma": p.bin_sigma}, "lr": p.lr,
+              "batch_size": p.batch_size, "trunk": trunk(p), "lr": p.lr,
               "curve_points": p.curve_points,
               "trainer": run.trainer_config}  # fmt: skip
     training = {}

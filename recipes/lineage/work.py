@@ -144,7 +144,7 @@ def _train_policy(
     L.seed_everything(seed, verbose=False)
     config = PolicyConfig(
         encoder=arm.encoder, encoder_kwargs=arm.kwargs, pretrained_file=weights, freeze_encoder=arm.freeze,
-        **policy_settings(make_world(preset), preset.head, preset.bin_sigma),
+        **policy_settings(preset),
     )  # fmt: skip
     module = VLAPolicy(
         config, optimizer=functools.partial(torch.optim.AdamW, lr=preset.lr, weight_decay=0.01),

@@ -35,8 +35,10 @@ class PolicyConfig:
     ``action_dim`` / ``state_dim`` (None: the world's) size the head and the state input (for discrete
     actions ``action_dim`` is their number). ``n_obs_steps`` (None: the world's) is how many of the last
     frames the policy sees; each frame is encoded alone and its tokens tagged with its place in time.
-    ``image_tokens``: each frame joins the trunk as its pooled vector and its grid of tokens (``grid``), or as
-    its pooled vector alone (``pooled``: BabyAI's max-pooled FiLM-CNN, a trunk of k + 1 tokens). ``world_options``
+    ``image_tokens``: each frame joins the trunk as its pooled vector and its grid of tokens (``grid``), as
+    its pooled vector alone (``pooled``: BabyAI's max-pooled FiLM-CNN, a trunk of k + 1 tokens), or as its pooled
+    vector and one token of ``num_keypoints`` expected positions on its grid (``keypoints``: the spatial softmax of
+    robomimic and Diffusion Policy; where things are, for a trunk of 2k + 1 tokens). ``world_options``
     records the world's settings the policy was trained in (``fit`` fills it from the demo set), so that a
     saved policy is evaluated in the same world.
     """
@@ -61,7 +63,8 @@ class PolicyConfig:
     text_layers: int = 2
     freeze_text: bool = False
     conditioning: Literal["film", "prefix", "both"] = "both"
-    image_tokens: Literal["grid", "pooled"] = "grid"
+    image_tokens: Literal["grid", "pooled", "keypoints"] = "grid"
+    num_keypoints: int = 32
     dim: int = 128
     depth: int = 2
     num_heads: int = 4
@@ -78,14 +81,14 @@ class PolicyConfig:
                 raise ConfigError(
                     f"policy setting {name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})"
                 )
-        if self.image_tokens not in ("grid", "pooled"):
-            raise ConfigError(f"image_tokens must be grid or pooled, got {self.image_tokens!r}")
+        if self.image_tokens not in ("grid", "pooled", "keypoints"):
+            raise ConfigError(f"image_tokens must be grid, pooled or keypoints, got {self.image_tokens!r}")
         if self.conditioning not in ("film", "prefix", "both"):
             raise ConfigError(f"conditioning must be film, prefix or both, got {self.conditioning!r}")
         if self.head not in (None, *HEADS):
             raise ConfigError(f"head must be one of {', '.join(HEADS)} (or None: the world's kind), got {self.head!r}")
-        if self.chunk_size < 1 or self.depth < 1:
-            raise ConfigError("chunk_size and depth must be >= 1")
+        if self.chunk_size < 1 or self.depth < 1 or self.num_keypoints < 1:
+            raise ConfigError("chunk_size, depth and num_keypoints must be >= 1")
         if self.n_obs_steps is not None and self.n_obs_steps < 1:
             raise ConfigError(f"n_obs_steps must be 1 or more (frames the policy sees), got {self.n_obs_steps}")
         if self.dim % 4:

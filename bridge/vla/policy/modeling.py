@@ -1,7 +1,8 @@
 """The policy: any zoo or timm encoder + an instruction encoder -> a Residual Transformer trunk -> actions.
 
-Image tokens (``encode()``: the last feature map or the patch tokens, plus the pooled vector; or the pooled
-vector alone, ``image_tokens="pooled"``) are projected to the trunk width with fixed 2-D sin-cos positions;
+Image tokens (``encode()``: the last feature map or the patch tokens, plus the pooled vector; the pooled
+vector alone, ``image_tokens="pooled"``; or the pooled vector and the grid's keypoints, ``"keypoints"``) are
+projected to the trunk width, grid tokens with fixed 2-D sin-cos positions;
 with a frame history each of the last k frames is encoded alone and its tokens carry a learned embedding of
 their place in time. The instruction conditions them by FiLM before every trunk block (zero-initialised: the
 identity at step 0, as in RT-1) and/or by joining the trunk as a prefix of tokens. ``chunk_size`` learned query
@@ -31,7 +32,7 @@ from transformers import PreTrainedTokenizerFast
 
 from bridge.errors import ConfigError, CorruptFileError, MissingFileError
 from bridge.models import check_finite, load_file
-from bridge.nn import TransformerBlock
+from bridge.nn import SpatialSoftmax, TransformerBlock
 from bridge.nn.film import FiLM
 from bridge.nn.positions import sincos_2d
 from bridge.vla.policy.actions import ActionBins, MinMaxNormalizer, draw
@@ -79,6 +80,10 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
 
         self.image_proj = nn.Linear(probe.dim, c.dim) if c.image_tokens == "grid" else None
         self.pooled_proj = nn.Linear(probe.pooled_dim, c.dim)
+        self.keypoints = (
+            SpatialSoftmax(probe.grid, probe.dim, c.num_keypoints) if c.image_tokens == "keypoints" else None
+        )
+        self.keypoint_proj = nn.Linear(2 * c.num_keypoints, c.dim) if self.keypoints is not None else None
         self.register_buffer("image_pos", sincos_2d(*probe.grid, c.dim), persistent=False)
         # Which of the last k frames a token comes from (a single frame needs no such tag).
         self.frame_pos = nn.Parameter(torch.randn(c.n_obs_steps, c.dim) * 0.02) if c.n_obs_steps > 1 else None
@@ -176,6 +181,9 @@ class Policy(nn.Module, ModelHubMixin, library_name="bridge", tags=["robotics", 
         if self.frame_pos is not None:
             pooled = pooled + self.frame_pos
         tokens = [pooled, self.queries.expand(b, -1, -1)]
+        if self.keypoints is not None:
+            keypoints = self.keypoint_proj(self.keypoints(visual.tokens).flatten(1))[image_index]  # (B, k, dim)
+            tokens.insert(1, keypoints if self.frame_pos is None else keypoints + self.frame_pos)
         if self.image_proj is not None:
             image = (self.image_proj(visual.tokens) + self.image_pos)[image_index]  # (B, k, N, dim)
             if self.frame_pos is not None:

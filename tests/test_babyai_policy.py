@@ -14,6 +14,7 @@ from bridge.lit.lightning_cli import BridgeCLI
 from bridge.vla.commands import register
 from bridge.vla.evaluation.result import EvalResult
 from bridge.vla.policy.loading import load_policy
+from bridge.vla.worlds import get_world
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -78,6 +79,10 @@ def test_each_babyai_config_trains_a_policy_that_acts_in_the_level(config, tmp_p
     saved = json.loads((tmp_path / "run" / "eval" / "last_temperature1" / "results.json").read_text())
     assert saved["temperature"] == 1.0 and saved["conditions"] == drawn.to_dict()["conditions"]
     assert vla_eval("--temperature", "1", "--conditions", "policy").conditions == drawn.conditions
+    # Validation scenes: others than the reported ones, to choose settings by.
+    held = vla_eval("--scenes", "validation", "--conditions", "expert", "--out", str(tmp_path / "val")).episode_seeds
+    reported = json.loads((tmp_path / "eval" / "results.json").read_text())["episode_seeds"]
+    assert held[0] == get_world(f"babyai:{level}").validation_seed_offset and not set(held) & set(reported)
     # The two ways of acting, compared episode by episode on the same scenes.
     args = parser.parse_args(
         ["vla", "compare", "--arm", "argmax", str(tmp_path / "eval" / "results.json"),

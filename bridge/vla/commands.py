@@ -86,6 +86,11 @@ def _add_eval(commands) -> None:
         help="instruction phrasings, in worlds that have them: those seen in training, those held out, or both",
     )  # fmt: skip
     p.add_argument(
+        "--scenes", choices=("evaluation", "validation"), default="evaluation",
+        help="the world's evaluation scenes, the ones results are reported on, or its validation scenes, to choose "
+        "settings by without touching them",
+    )  # fmt: skip
+    p.add_argument(
         "--num-envs", type=positive_int, default=50, help="episodes stepped (and policy queries batched) together"
     )
     p.add_argument(
@@ -258,7 +263,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvalResult:
     record = args.record if args.video != "none" else 0
     result, episodes = evaluate(
         policy.as_agent(args.temperature), world, episodes=args.episodes, seeds=args.seeds, num_envs=args.num_envs,
-        conditions=args.conditions, record=record,
+        conditions=args.conditions, record=record, scenes=args.scenes,
     )  # fmt: skip
     result.checkpoint, result.temperature = str(ckpt), args.temperature
     console = Console()

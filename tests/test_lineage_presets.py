@@ -140,3 +140,18 @@ def test_a_bad_yaml_preset_is_refused_naming_the_field(tmp_path, capsys, text, s
     with pytest.raises(SystemExit):
         plan(parser, parser.parse_args(["--preset", str(path)]))
     assert re.search(says, capsys.readouterr().err, re.S)
+
+
+def test_every_curve_point_is_read_on_the_same_scenes():
+    from bridge.vla.evaluation.result import ConditionResult
+    from recipes.lineage.report_data import curve
+
+    # Two evaluation seeds: the earlier point on the first 2 scenes of each, the last on all 4, whose later scenes
+    # fail. Read on all 4 the curve would fall from 100% to 50%; on the same scenes it stays at 100%.
+    early = ConditionResult("policy", [1, 1, 1, 1], [5] * 4, seeds=2)
+    last = ConditionResult("policy", [1, 1, 0, 0, 1, 1, 0, 0], [5] * 8, seeds=2)
+    run = {"points": [early, last],
+           "train": {"curve": [{"step": 5}, {"step": 10}], "frames_per_step": 4, "encoder_macs": 3}}  # fmt: skip
+    points = curve([run, run])
+    assert [p["mean"] for p in points] == [1.0, 1.0]
+    assert [(p["step"], p["frames"], p["train_macs"]) for p in points] == [(5, 20, 60), (10, 40, 120)]

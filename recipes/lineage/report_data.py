@@ -53,13 +53,23 @@ def comparisons(runs: dict[str, list[dict]], timm_label: str) -> list[Comparison
     return [compare(a, scores(runs[a]), b, scores(runs[b])) for a, b in pairs(list(runs), timm_label)]
 
 
+def first_scenes(point, per_seed: int) -> list[int]:
+    """A curve point's successes on the first ``per_seed`` scenes of each evaluation seed."""
+    return [x for group in np.array_split(point.episode_success, point.seeds) for x in group[:per_seed]]
+
+
 def curve(runs: list[dict]) -> list[dict]:
-    """One arm's learning curve: per point the mean step, frames and training compute, and the success interval."""
+    """One arm's learning curve: per point the mean step, frames and training compute, and the success interval.
+
+    Every point on the same scenes: the earlier points may run fewer episodes per evaluation seed (``curve_episodes``)
+    than the last, and the first scenes of a seed are not as hard as the rest, so the last point is read on those
+    first scenes too (the table's figure reads all of them)."""
+    per_seed = min(len(p.episode_success) // p.seeds for run in runs for p in run["points"])
     result = []
     for i in range(len(runs[0]["points"])):
         steps = [run["train"]["curve"][i]["step"] for run in runs]
         frames = [step * run["train"]["frames_per_step"] for step, run in zip(steps, runs)]
-        success = interval(scores(runs, i))
+        success = interval(np.array([first_scenes(run["points"][i], per_seed) for run in runs], dtype=np.float64))
         result.append({
             "step": float(np.mean(steps)), "frames": float(np.mean(frames)),
             "train_macs": float(np.mean(frames)) * runs[0]["train"]["encoder_macs"], **asdict(success),

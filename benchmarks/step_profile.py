@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 import lightning as L
 import torch
@@ -31,8 +32,9 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from bridge.argtypes import positive_int
 from bridge.vla.demos import DemoDataModule, collect_demos, save_demos
-from bridge.vla.policy.configuration import PolicyConfig
+from bridge.vla.policy.configuration import ImageTokens, PolicyConfig
 from bridge.vla.training import VLAPolicy
 from recipes.lineage.presets import LR, PRESETS, arms, make_world, policy_settings
 from recipes.lineage.report_data import cpu_name
@@ -60,8 +62,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     tiny = PRESETS["tiny"]
-    parser.add_argument("--trunk-depth", type=int, default=tiny.trunk_depth, help="the policy's Transformer blocks")
-    parser.add_argument("--image-tokens", choices=["grid", "pooled", "keypoints"], default=tiny.image_tokens)
+    parser.add_argument(
+        "--trunk-depth", type=positive_int, default=tiny.trunk_depth, help="the policy's Transformer blocks"
+    )
+    parser.add_argument("--image-tokens", choices=get_args(ImageTokens), default=tiny.image_tokens)
     parser.add_argument("--episodes", type=int, default=200, help="demos collected for the batches")
     parser.add_argument("--rounds", type=int, default=10, help="timed calls per part")
     parser.add_argument("--threads", type=int, default=1)

@@ -292,6 +292,10 @@ BAD = {
     "eval-episodes-zero": ("vla eval --ckpt {vla} --episodes 0 --no-wandb", r"--episodes.*1 or more"),
     "eval-seeds-zero": ("vla eval --ckpt {vla} --seeds 0 --no-wandb", r"--seeds.*1 or more"),
     "eval-num-envs-zero": ("vla eval --ckpt {vla} --num-envs 0 --no-wandb", r"--num-envs.*1 or more"),
+    "eval-scenes-unknown": (
+        "vla eval --ckpt {vla} --scenes test --no-wandb",
+        r"--scenes: invalid choice: 'test' \(choose from 'evaluation', 'validation'\)",
+    ),
     "eval-record-negative": ("vla eval --ckpt {vla} --record -1 --no-wandb", r"--record.*0 or more"),
     "eval-out-is-a-file": ("vla eval --ckpt {vla} --out afile --no-wandb", r"afile.*not a folder.*--out"),
     "export-ckpt-pickled": ("vla export --ckpt {pickle} --out runs/policy", r"refusing"),

@@ -48,6 +48,22 @@ def test_the_step_profile_names_the_arms_it_knows():
 @pytest.mark.parametrize(
     ("args", "said"),
     [
+        (["--trunk-depth", "0"], "argument --trunk-depth: must be 1 or more, got 0"),
+        (
+            ["--image-tokens", "dots"],
+            "argument --image-tokens: invalid choice: 'dots' (choose from 'grid', 'pooled', 'keypoints')",
+        ),
+    ],
+)
+def test_the_step_profile_refuses_a_trunk_it_cannot_build(args, said):
+    done = run_benchmark("step_profile.py", *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert said in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
         (
             ["--config", "configs/no_such.yaml"],
             "--config configs/no_such.yaml: no such file; e.g. configs/vla_resnet.yaml",

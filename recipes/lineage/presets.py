@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from jsonargparse import ArgumentError, ArgumentParser
 
 from bridge.errors import ConfigError
+from bridge.vla.policy.configuration import ImageTokens
 from bridge.vla.worlds import World, get_world
 
 # The trunk and head of configs/vla_resnet.yaml: FiLM conditioning, two Residual Transformer blocks over the image's
@@ -37,7 +38,7 @@ class Preset:
     batch_size: int = 64
     lr: float = LR
     trunk_depth: int = TRUNK["depth"]  # the policy's Transformer blocks
-    image_tokens: Literal["grid", "pooled", "keypoints"] = TRUNK["image_tokens"]  # a frame's tokens in the trunk
+    image_tokens: ImageTokens = TRUNK["image_tokens"]  # a frame's tokens in the trunk
     head: str = TRUNK["head"]  # continuous (L1) or bins, in a world of continuous actions
     bin_sigma: float = 0.0  # bins: the width of HL-Gauss targets in bins (0: one-hot)
     eval_episodes: int = 50  # per evaluation seed

@@ -11,6 +11,7 @@ from bridge.errors import ConfigError, CorruptFileError
 from bridge.vla.worlds import World, get_world
 
 HEADS = ("bins", "continuous", "categorical")
+ImageTokens = Literal["grid", "pooled", "keypoints"]  # how a frame joins the trunk (PolicyConfig.image_tokens)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class PolicyConfig:
     text_layers: int = 2
     freeze_text: bool = False
     conditioning: Literal["film", "prefix", "both"] = "both"
-    image_tokens: Literal["grid", "pooled", "keypoints"] = "grid"
+    image_tokens: ImageTokens = "grid"
     num_keypoints: int = 32
     dim: int = 128
     depth: int = 2
@@ -81,7 +82,7 @@ class PolicyConfig:
                 raise ConfigError(
                     f"policy setting {name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})"
                 )
-        if self.image_tokens not in ("grid", "pooled", "keypoints"):
+        if self.image_tokens not in get_args(ImageTokens):
             raise ConfigError(f"image_tokens must be grid, pooled or keypoints, got {self.image_tokens!r}")
         if self.conditioning not in ("film", "prefix", "both"):
             raise ConfigError(f"conditioning must be film, prefix or both, got {self.conditioning!r}")
